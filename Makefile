@@ -1,0 +1,31 @@
+# `make demo` and `make test` set everything up on a fresh machine: .venv, CPU deps, the embedded model.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-output
+
+.PHONY: setup demo test system-deps clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-test.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m asr_distill.models
+	touch $(STAMP)
+
+system-deps:
+	sh launch/install_system_deps.sh
+
+demo: setup
+	rm -rf $(DEMO_OUT)
+	$(PY) -m beam_pipeline --input_index=launch/demo/index.jsonl --output=$(DEMO_OUT)
+	$(PY) launch/demo/show.py $(DEMO_OUT)
+
+test: setup system-deps
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

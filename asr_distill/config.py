@@ -1,0 +1,124 @@
+"""One pydantic model for the whole job: YAML -> Config -> frozen sections handed to each stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    index_format: Literal["auto", "jsonl", "parquet"] = Field(
+        "auto", description="Index file format; 'auto' picks by extension (.parquet, else JSONL).")
+
+
+class AudioConfig(_Section):
+    sample_rate: Literal[16000] = Field(16000, description="Decode target rate (Hz); the models need 16 kHz.")
+    max_duration_s: Optional[float] = Field(
+        None, gt=0, description="Files longer than this fail at decode (None: no limit).")
+
+
+class VadConfig(_Section):
+    backend: Literal["silero-onnx", "silero-jit"] = Field(
+        "silero-onnx", description="Silero VAD runtime: ONNX (faster) or TorchScript.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability threshold.")
+    min_speech_ms: int = Field(250, ge=0, description="Drop speech shorter than this.")
+    min_silence_ms: int = Field(300, ge=0, description="Silence needed to end a speech region.")
+    speech_pad_ms: int = Field(200, ge=0, description="Padding added on both sides of a region.")
+    num_threads: int = Field(1, ge=1, description="Threads for the VAD model per worker process.")
+
+
+class SegmentingConfig(_Section):
+    max_segment_s: float = Field(30.0, gt=1, le=30, description="Longest segment sent to the model.")
+    max_merge_gap_s: float = Field(
+        2.0, ge=0, description="Neighbouring regions closer than this merge while the result fits max_segment_s.")
+    min_split_s: float = Field(
+        10.0, gt=0, description="A long region is cut at its quietest point no earlier than this into the piece.")
+
+    @model_validator(mode="after")
+    def _split_inside_limit(self) -> "SegmentingConfig":
+        if self.min_split_s >= self.max_segment_s:
+            raise ValueError("min_split_s must be smaller than max_segment_s")
+        return self
+
+
+class InferenceConfig(_Section):
+    backend: Literal["faster-whisper"] = Field("faster-whisper", description="ASR backend name.")
+    model: Optional[str] = Field(
+        None, description="Model directory; None uses the embedded Whisper base (faster-whisper).")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    compute_type: str = Field("int8", description="CTranslate2 compute type (int8, float16, ...).")
+    cpu_threads: int = Field(0, ge=0, description="Threads per model (0: the library's default).")
+    batch_size: int = Field(8, ge=1, description="Largest batch of segments per model call.")
+    language: Optional[str] = Field(
+        None, description="Language code; None detects per segment unless the index row names one.")
+    beam_size: int = Field(5, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    prompt: Optional[str] = Field(None, description="Initial prompt / instruction given to the model.")
+    max_new_tokens: Optional[int] = Field(None, ge=1)
+
+
+class WriterConfig(_Section):
+    num_shards: int = Field(0, ge=0, description="Output shards per file kind (0: runner decides).")
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    audio: AudioConfig = AudioConfig()
+    vad: VadConfig = VadConfig()
+    segmenting: SegmentingConfig = SegmentingConfig()
+    inference: InferenceConfig = InferenceConfig()
+    writer: WriterConfig = WriterConfig()
+
+    def digest(self) -> str:
+        """Stable short hash of the effective config, recorded in run.json."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_backend(self, backend: Optional[str]) -> "Config":
+        if not backend:
+            return self
+        return validate_config({**self.model_dump(mode="json"),
+                                "inference": {**self.inference.model_dump(mode="json"), "backend": backend}})
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{where}: {e['msg']}")
+    return "invalid config: " + "; ".join(lines)
+
+
+def validate_config(data: dict) -> Config:
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(_explain(err)) from None
+
+
+def load_config(path: Optional[str | Path] = None) -> Config:
+    """Config from a YAML file, or all defaults when no path is given."""
+    if path is None:
+        return Config()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    return validate_config(data or {})

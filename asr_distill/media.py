@@ -1,0 +1,65 @@
+"""Decode any audio or video container to float32 16 kHz mono with PyAV (FFmpeg bundled in the wheel)."""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Optional, Union
+
+import av
+import numpy as np
+
+from asr_distill.records import SAMPLE_RATE
+
+
+class DecodeError(Exception):
+    """A file that could not be turned into audio samples."""
+
+
+class NoAudioStreamError(DecodeError):
+    pass
+
+
+class EmptyAudioError(DecodeError):
+    pass
+
+
+class TooLongError(DecodeError):
+    pass
+
+
+def _ffmpeg_message(err: "av.FFmpegError") -> str:
+    # str(err) repeats errno and the (possibly secret-bearing) file name; the reason alone is enough.
+    return getattr(err, "strerror", None) or type(err).__name__
+
+
+def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[float] = None) -> np.ndarray:
+    """All of the first audio stream's samples, downmixed and resampled to 16 kHz, as float32."""
+    try:
+        container = av.open(source, mode="r", metadata_errors="ignore")
+    except av.FFmpegError as err:
+        raise DecodeError(f"not a readable media file: {_ffmpeg_message(err)}") from None
+    limit = int(max_duration_s * SAMPLE_RATE) if max_duration_s else None
+    chunks: list[np.ndarray] = []
+    total = 0
+    with container:
+        if not container.streams.audio:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise NoAudioStreamError(f"no audio stream (streams: {', '.join(kinds)})")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    total += out.samples
+                if limit is not None and total > limit:
+                    raise TooLongError(f"audio longer than max_duration_s={max_duration_s:g}")
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as err:
+            raise DecodeError(f"decoding failed: {_ffmpeg_message(err)}") from None
+    wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if wave.size == 0:
+        raise EmptyAudioError("audio stream holds no samples")
+    if not np.isfinite(wave).all():
+        raise DecodeError("audio holds NaN or infinite samples")
+    return wave

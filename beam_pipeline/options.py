@@ -1,0 +1,18 @@
+"""Command-line options: ours in a PipelineOptions subclass; every other flag goes to Beam."""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+
+class DistillOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input_index", help="Index file(s): JSONL or Parquet, globs allowed.")
+        parser.add_argument("--output", help="Output directory (local path or any FileSystems scheme).")
+        parser.add_argument("--config", default=None, help="YAML config file (defaults apply without one).")
+        parser.add_argument("--backend", default=None, help="ASR backend, overriding the config's.")
+        parser.add_argument("--resume", action="store_true", default=False,
+                            help="Skip keys already written to --output.")
+        parser.add_argument("--stop_after", choices=["segment"], default=None,
+                            help="'segment': write segments-*.jsonl instead of transcribing.")

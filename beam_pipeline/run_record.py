@@ -1,0 +1,106 @@
+"""run.json: what a run did, from the pipeline's Beam metrics, plus a short printed summary."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections import defaultdict
+from importlib import metadata
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+
+from asr_distill import __version__
+
+_PACKAGES = ("apache-beam", "av", "silero-vad", "torch", "onnxruntime", "faster-whisper", "ctranslate2",
+             "pydantic", "numpy")
+
+
+def counters(result) -> dict[str, dict[str, int]]:
+    """namespace -> name -> value, summed over steps."""
+    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for c in result.metrics().query(MetricsFilter())["counters"]:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.namespace][c.key.metric.name] += int(value or 0)
+    return {ns: dict(names) for ns, names in out.items()}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "asr_distill": __version__}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, started_at: str,
+                     input_index: str, output: str, runner: str, stop_after, model: str, backend: str,
+                     config: dict, config_digest: str) -> dict[str, Any]:
+    get = lambda ns, name: metrics.get(ns, {}).get(name, 0)  # noqa: E731
+    status = {s: get("reassemble", f"status_{s}") for s in ("ok", "no_speech", "partial")}
+    failures_by_stage = {k: v for k, v in metrics.get("failures", {}).items() if k not in ("files", "segments")}
+    file_failures = get("failures", "files")
+    rows = get("index", "rows")
+    audio_s = get("decode", "audio_ms") / 1000
+    finished = stop_after == "segment"
+    transcripts = sum(status.values())
+    files_done = get("segment", "files") if finished else transcripts
+    return {
+        "pipeline_version": __version__,
+        "started_at": started_at,
+        "wall_s": round(wall_s, 3),
+        "input_index": input_index,
+        "output": output,
+        "runner": runner,
+        "stop_after": stop_after,
+        "counts": {
+            "index_rows": rows,
+            "files_decoded": get("decode", "files"),
+            "segments": get("segment", "segments"),
+            "segments_transcribed": get("inference", "segments"),
+            "transcripts": transcripts,
+            "status": status,
+            "failures": file_failures,
+            "segment_failures": get("failures", "segments"),
+            "failures_by_stage": failures_by_stage,
+        },
+        "reconciled": rows == files_done + file_failures,
+        "audio_s": round(audio_s, 3),
+        "speech_s": round(get("vad", "speech_ms") / 1000, 3),
+        "segment_audio_s": round(get("segment", "segment_ms") / 1000, 3),
+        "throughput": {
+            "audio_s_per_wall_s": round(audio_s / wall_s, 3) if wall_s else None,
+            "files_per_wall_s": round(get("decode", "files") / wall_s, 3) if wall_s else None,
+        },
+        "model": None if finished else model,
+        "backend": None if finished else backend,
+        "config_digest": config_digest,
+        "config": config,
+        "versions": versions(),
+    }
+
+
+def write_json(path: str, record: dict) -> None:
+    with FileSystems.create(path, mime_type="application/json") as f:
+        f.write((json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def format_summary(record: dict) -> str:
+    c = record["counts"]
+    st = c["status"]
+    lines = [
+        f"rows {c['index_rows']} | decoded {c['files_decoded']} | segments {c['segments']}"
+        + ("" if record["stop_after"] else
+           f" | transcripts {c['transcripts']} (ok {st['ok']}, no_speech {st['no_speech']}, "
+           f"partial {st['partial']})"),
+        f"failures {c['failures']} files"
+        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['failures_by_stage'].items()))})"
+           if c["failures_by_stage"] else ""),
+        f"audio {record['audio_s']:.1f} s | speech {record['speech_s']:.1f} s | wall {record['wall_s']:.1f} s"
+        f" | {record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s",
+        f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}",
+    ]
+    return "\n".join(lines)

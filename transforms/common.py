@@ -1,0 +1,47 @@
+"""What every stage shares: the two-output shape and the dead-letter mapping."""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from asr_distill.records import Failure, IndexRow
+
+GOOD = "good"
+FAILURES = "failures"
+_CRASHED = "crashed"
+
+
+class StageOutputs(NamedTuple):
+    good: beam.PCollection
+    failures: beam.PCollection
+
+
+def fail(stage: str, row: Optional[IndexRow], err: BaseException, segment_index: Optional[int] = None):
+    """A failure record on the failures output, counted under the stage's namespace."""
+    Metrics.counter(stage, "failures").inc()
+    Metrics.counter(stage, f"failed_{type(err).__name__}").inc()
+    return beam.pvalue.TaggedOutput(FAILURES, Failure.of(row, stage, err, segment_index))
+
+
+def _crash_to_failure(dead_letter, stage: str, row_of: Callable):
+    element, (exc_type, exc_repr, _traceback) = dead_letter
+    Metrics.counter(stage, "failures").inc()
+    Metrics.counter(stage, "unexpected_errors").inc()
+    row = row_of(element)
+    # Never the traceback: the record says what broke, the worker log has the rest.
+    return Failure(key=row.key if row else None, uri=row.uri if row else None, stage=stage,
+                   error_type=exc_type.__name__, message=f"unexpected error: {exc_repr}"[:500])
+
+
+def run_stage(pcoll, label: str, dofn: beam.DoFn, stage: str, row_of: Callable,
+              extra_tags: tuple = ()) -> beam.pvalue.DoOutputsTuple:
+    """ParDo whose expected errors come out on FAILURES and whose unexpected ones become failures too."""
+    outputs = (pcoll | label >> beam.ParDo(dofn)
+               .with_outputs(FAILURES, *extra_tags, main=GOOD)
+               .with_exception_handling(main_tag=GOOD, dead_letter_tag=_CRASHED))
+    crashed = outputs[_CRASHED] | f"{label}Unexpected" >> beam.Map(_crash_to_failure, stage, row_of)
+    failures = (outputs[FAILURES], crashed) | f"{label}Failures" >> beam.Flatten()
+    return outputs, failures
