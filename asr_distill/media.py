@@ -31,6 +31,11 @@ def _ffmpeg_message(err: "av.FFmpegError") -> str:
     return getattr(err, "strerror", None) or type(err).__name__
 
 
+# FFmpeg downmixes stereo to mono as (L + R) / sqrt(2), which lifts in-phase speech by 3 dB and can
+# exceed full scale; we want the plain mean. Other layouts keep FFmpeg's dialogue-aware matrix.
+_STEREO_TO_MEAN = np.float32(1 / np.sqrt(2))
+
+
 def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[float] = None) -> np.ndarray:
     """All of the first audio stream's samples, downmixed and resampled to 16 kHz, as float32."""
     try:
@@ -47,14 +52,16 @@ def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[flo
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
+            scale = None
             for frame in container.decode(stream):
+                scale = _STEREO_TO_MEAN if frame.layout.nb_channels == 2 else None
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(_scaled(out.to_ndarray().reshape(-1), scale))
                     total += out.samples
                 if limit is not None and total > limit:
                     raise TooLongError(f"audio longer than max_duration_s={max_duration_s:g}")
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(_scaled(out.to_ndarray().reshape(-1), scale))
         except av.FFmpegError as err:
             raise DecodeError(f"decoding failed: {_ffmpeg_message(err)}") from None
     wave = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
@@ -63,3 +70,7 @@ def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[flo
     if not np.isfinite(wave).all():
         raise DecodeError("audio holds NaN or infinite samples")
     return wave
+
+
+def _scaled(samples: np.ndarray, scale) -> np.ndarray:
+    return samples * scale if scale is not None else samples

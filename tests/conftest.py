@@ -1,0 +1,100 @@
+"""Fixtures the suite makes itself: speech from espeak-ng, containers from ffmpeg, broken files."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import speechgen
+
+# The long-form files of the end-to-end tests: > 30 s each, pauses short and long.
+LONG_FORM = {
+    "talk_mp3": ("mp3", speechgen.SENTENCES[0:8], [0.6, 1.6, 3.2]),
+    "talk_flac": ("flac", speechgen.SENTENCES[8:16], [2.4, 0.7, 1.2]),
+    "talk_mp4": ("mp4", speechgen.SENTENCES[16:24], [1.0, 3.0, 0.5]),
+}
+
+
+@dataclass
+class LongForm:
+    key: str
+    path: Path
+    text: str
+    utterances: list
+
+
+def _need_tools():
+    missing = speechgen.missing_tools()
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} on PATH to generate test media "
+                    "(`make test` installs them with apt-get)")
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    _need_tools()
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def long_forms(media_dir) -> dict[str, LongForm]:
+    out = {}
+    for key, (ext, sentences, pauses) in LONG_FORM.items():
+        wav = media_dir / f"{key}.wav"
+        truth = speechgen.long_form(wav, sentences, pauses)
+        path = speechgen.encode(wav, media_dir / f"{key}.{ext}")
+        wav.unlink()
+        out[key] = LongForm(key, path, " ".join(u.text for u in truth), truth)
+    return out
+
+
+@pytest.fixture(scope="session")
+def short_speech_wav(media_dir) -> tuple[Path, list]:
+    """Two sentences, about 8 s, as a plain 22.05 kHz WAV: the reference for container tests."""
+    wav = media_dir / "short.wav"
+    truth = speechgen.long_form(wav, speechgen.SENTENCES[:2], [0.8])
+    return wav, truth
+
+
+@pytest.fixture(scope="session")
+def silence_file(media_dir) -> Path:
+    path = media_dir / "silence.wav"
+    rng = np.random.default_rng(0)
+    speechgen.write_wav(path, (rng.normal(0, 3, 16000 * 8)).astype(np.int16), 16000)
+    return path
+
+
+@pytest.fixture(scope="session")
+def broken_files(media_dir) -> dict[str, Path]:
+    rng = np.random.default_rng(1)
+    garbage = media_dir / "garbage.mp3"
+    garbage.write_bytes(rng.integers(0, 256, 40000, dtype=np.uint8).tobytes())
+    text = media_dir / "notes.wav"
+    text.write_text("this is not audio at all\n" * 50)
+    empty = media_dir / "empty.flac"
+    empty.write_bytes(b"")
+    return {"garbage": garbage, "text": text, "empty": empty}
+
+
+def write_index(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
+    return path
+
+
+def read_jsonl(pattern_dir: Path, kind: str) -> list[dict]:
+    records = []
+    for p in sorted(pattern_dir.glob(f"{kind}-*.jsonl")):
+        records += [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return records
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_env():
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
