@@ -1,5 +1,5 @@
 import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from asr_distill.reassemble import assemble_transcript
@@ -36,7 +36,7 @@ def test_status_no_speech_partial_and_all_failed():
 
 def test_combine_per_key_builds_one_record_per_file():
     other = IndexRow("quiet", "/a/quiet.wav")
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         files = p | "F" >> beam.Create([("talk", FileInfo(ROW, 60.0, 50.0, 2)),
                                         ("quiet", FileInfo(other, 5.0, 0.0, 0))])
         segs = p | "T" >> beam.Create([("talk", t) for t in texts((1, 30, 55, "world"), (0, 1, 29, "hello"))])
