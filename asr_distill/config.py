@@ -43,7 +43,7 @@ class VadConfig(_Section):
 class SegmentingConfig(_Section):
     max_segment_s: float = Field(30.0, gt=1, le=30, description="Longest segment sent to the model.")
     max_merge_gap_s: float = Field(
-        2.0, ge=0, description="Neighbouring regions closer than this merge while the result fits max_segment_s.")
+        5.0, ge=0, description="Neighbouring regions closer than this merge while the result fits max_segment_s.")
     min_split_s: float = Field(
         10.0, gt=0, description="A long region is cut at its quietest point no earlier than this into the piece.")
 

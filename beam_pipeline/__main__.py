@@ -1,10 +1,6 @@
 import logging
 import sys
 
-from asr_distill.config import ConfigError
-from beam_pipeline.pipeline import UsageError, run
-
-
 # Beam warnings that say nothing about the user's job.
 _NOISE = ("requested in with_outputs() but not declared in type hints", "apitools not found",
           "Resource module is not available")
@@ -18,6 +14,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_noise)
+    # Imported after logging is set up: Beam logs at import time.
+    from asr_distill.config import ConfigError
+    from beam_pipeline.pipeline import UsageError, run
+
     try:
         run(argv)
     except (UsageError, ConfigError) as err:

@@ -67,6 +67,7 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
             "segment_failures": get("failures", "segments"),
             "failures_by_stage": failures_by_stage,
         },
+        "stages": stage_table(metrics),
         "reconciled": rows == files_done + file_failures,
         "audio_s": round(audio_s, 3),
         "speech_s": round(get("vad", "speech_ms") / 1000, 3),
@@ -88,19 +89,39 @@ def write_json(path: str, record: dict) -> None:
         f.write((json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
 
 
+def stage_table(metrics: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
+    """Per stage: what went in or came out, and how many failures it recorded."""
+    get = lambda ns, name: metrics.get(ns, {}).get(name, 0)  # noqa: E731
+    fails = metrics.get("failures", {})
+    return {
+        "index": {"rows": get("index", "rows"), "failures": fails.get("index", 0)},
+        "read": {"failures": fails.get("read", 0)},
+        "decode": {"files": get("decode", "files"), "audio_s": get("decode", "audio_ms") / 1000,
+                   "failures": fails.get("decode", 0)},
+        "vad": {"files": get("vad", "files"), "speech_s": get("vad", "speech_ms") / 1000,
+                "failures": fails.get("vad", 0)},
+        "segment": {"files": get("segment", "files"), "segments": get("segment", "segments"),
+                    "failures": fails.get("segment", 0)},
+        "inference": {"segments": get("inference", "segments"), "audio_s": get("inference", "audio_ms") / 1000,
+                      "failures": fails.get("inference", 0)},
+        "reassemble": {"files": sum(v for k, v in metrics.get("reassemble", {}).items()
+                                    if k.startswith("status_"))},
+    }
+
+
 def format_summary(record: dict) -> str:
     c = record["counts"]
     st = c["status"]
-    lines = [
-        f"rows {c['index_rows']} | decoded {c['files_decoded']} | segments {c['segments']}"
-        + ("" if record["stop_after"] else
-           f" | transcripts {c['transcripts']} (ok {st['ok']}, no_speech {st['no_speech']}, "
-           f"partial {st['partial']})"),
-        f"failures {c['failures']} files"
-        + (f" ({', '.join(f'{k} {v}' for k, v in sorted(c['failures_by_stage'].items()))})"
-           if c["failures_by_stage"] else ""),
-        f"audio {record['audio_s']:.1f} s | speech {record['speech_s']:.1f} s | wall {record['wall_s']:.1f} s"
-        f" | {record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s",
-        f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}",
-    ]
-    return "\n".join(lines)
+    rows = []
+    for stage, figures in record["stages"].items():
+        if record["stop_after"] and stage in ("inference", "reassemble"):
+            continue
+        cells = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+        rows.append(f"  {stage:<11}{cells}")
+    head = (f"rows {c['index_rows']} -> " + (f"{c['segments']} segments written" if record["stop_after"] else
+            f"transcripts {c['transcripts']} (ok {st['ok']}, no_speech {st['no_speech']}, "
+            f"partial {st['partial']})") + f", failed files {c['failures']}")
+    tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
+            f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
+            f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")
+    return "\n".join([head, *rows, tail])
