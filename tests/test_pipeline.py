@@ -34,7 +34,7 @@ def index_rows(long_forms, silence_file, broken_files, short_speech_wav, media_d
 def full_run(tmp_path_factory, media_dir, index_rows):
     index = write_index(media_dir / "index.jsonl", index_rows + ['{"key": "broken json"'])
     out = tmp_path_factory.mktemp("out")
-    record = run([f"--input_index={index}", f"--output={out}"])
+    record = run([f"--input_index={index}", f"--output={out}"], test_pipeline=BeamTestPipeline())
     return {"out": out, "record": record, "transcripts": read_jsonl(out, "transcripts"),
             "failures": read_jsonl(out, "failures"),
             "run_json": json.loads((out / "run.json").read_text())}
