@@ -42,6 +42,10 @@ class VadConfig(_Section):
 
 class SegmentingConfig(_Section):
     max_segment_s: float = Field(30.0, gt=1, le=30, description="Longest segment sent to the model.")
+    pack: bool = Field(
+        False, description="Pack a file's speech toward max_segment_s per request: silences between regions "
+        "are shortened to pack_gap_s, so regions far apart share one request (fewer, fuller encoder windows).")
+    pack_gap_s: float = Field(0.3, ge=0, description="Silence kept between packed regions.")
     max_merge_gap_s: float = Field(
         5.0, ge=0, description="Neighbouring regions closer than this merge while the result fits max_segment_s.")
     min_split_s: float = Field(
@@ -54,10 +58,26 @@ class SegmentingConfig(_Section):
         return self
 
 
+class VllmEngineConfig(_Section):
+    """Arguments of vLLM's engine (AsyncEngineArgs); `engine_kwargs` passes any other one through."""
+
+    max_model_len: int = Field(4096, ge=256)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    dtype: str = "bfloat16"
+    max_num_seqs: int = Field(256, ge=1, description="Requests decoded together (raise on H200: more KV cache).")
+    load_format: str = Field("auto", description="'dummy' gives random weights (benchmarks only).")
+    enforce_eager: bool = False
+    engine_kwargs: dict = Field(default_factory=dict)
+
+
 class InferenceConfig(_Section):
-    backend: Literal["faster-whisper"] = Field("faster-whisper", description="ASR backend name.")
+    backend: Literal["faster-whisper", "vllm"] = Field("faster-whisper", description="ASR backend name.")
     model: Optional[str] = Field(
-        None, description="Model directory; None uses the embedded Whisper base (faster-whisper).")
+        None, description="Model directory or name; None: the embedded Whisper base (faster-whisper) or "
+        "Qwen/Qwen2-Audio-7B-Instruct (vllm).")
+    model_family: Optional[Literal["qwen2-audio", "qwen3-omni"]] = Field(
+        None, description="Prompt/output format of a vllm model; None infers it from the model name.")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8, float16, ...).")
     cpu_threads: int = Field(0, ge=0, description="Threads per model (0: the library's default).")
@@ -66,8 +86,24 @@ class InferenceConfig(_Section):
         None, description="Language code; None detects per segment unless the index row names one.")
     beam_size: int = Field(5, ge=1)
     temperature: float = Field(0.0, ge=0)
-    prompt: Optional[str] = Field(None, description="Initial prompt / instruction given to the model.")
-    max_new_tokens: Optional[int] = Field(None, ge=1)
+    prompt: Optional[str] = Field(
+        None, description="Initial prompt (faster-whisper) or instruction (vllm; '{language}' is replaced "
+        "by the language name); None: the backend's default.")
+    max_new_tokens: Optional[int] = Field(None, ge=1, description="Output token cap (vllm default: 512).")
+    max_new_tokens_per_s: Optional[float] = Field(
+        None, gt=0, description="vllm: cap output at this many tokens per audio second (at least 4), so a "
+        "looping generation stops early.")
+    top_p: float = Field(1.0, gt=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0)
+    seed: Optional[int] = None
+    ignore_eos: bool = Field(False, description="Benchmarks only: always generate the cap.")
+    request_timeout_s: float = Field(900.0, gt=0, description="vllm: longest wait for one segment.")
+    share_across_processes: bool = Field(
+        True, description="vllm: one engine per machine (or model_copies) shared by all SDK worker processes.")
+    model_copies: int = Field(1, ge=1, description="vllm: engines per machine (e.g. one per GPU).")
+    accelerator: Optional[str] = Field(
+        None, description="Beam resource hint for the inference stage, e.g. 'type:nvidia-h200;count:1'.")
+    vllm: VllmEngineConfig = VllmEngineConfig()
 
 
 class WriterConfig(_Section):

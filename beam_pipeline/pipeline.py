@@ -11,7 +11,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from asr_distill.asr import model_label
+from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
@@ -54,7 +54,7 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         segments = cut.segments | "Spread" >> beam.Reshuffle()
         asr = segments | "Inference" >> Transcribe(cfg.inference)
         done = ((cut.files, asr.texts, asr.failed_segments)
-                | "Reassemble" >> Reassemble(model_label(cfg.inference), cfg.inference.prompt))
+                | "Reassemble" >> Reassemble(model_label(cfg.inference), prompt_label(cfg.inference)))
         failures += [asr.failures, done.failures]
         written["transcripts"] = done.transcripts
         done.transcripts | "WriteTranscripts" >> WriteJsonl(output, "transcripts", shards)

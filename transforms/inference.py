@@ -8,12 +8,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from asr_distill.asr import ASRBackend, Transcription, load_backend, transcribe_isolating
+from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
 from asr_distill.config import InferenceConfig
 from asr_distill.records import Failure, Segment, SegmentText
 from transforms.common import FAILURES, GOOD
 
 FAILED_SEGMENTS = "failed_segments"
+# A batch that raises one of these becomes failure records (one per segment) and the job goes on.
+# Anything else (a missing package, a dead engine) fails the job: millions of identical failure
+# records help nobody.
+BATCH_ERRORS = (RuntimeError, ValueError, TimeoutError, MemoryError)
 
 
 class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
@@ -22,17 +26,29 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
     def __init__(self, cfg: InferenceConfig):
         super().__init__(min_batch_size=1, max_batch_size=cfg.batch_size)
         self._cfg = cfg
+        self._model_id = model_label(cfg)
 
     def load_model(self) -> ASRBackend:
         return load_backend(self._cfg)
 
     def run_inference(self, batch: Sequence[Segment], model: ASRBackend,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        results = transcribe_isolating(model, batch)
-        return [PredictionResult(seg, res, model_id=model.model_name) for seg, res in zip(batch, results)]
+        # `model` may be a proxy to an engine in another process: call its one method, nothing else.
+        results = model.transcribe_segments(list(batch))
+        return [PredictionResult(seg, res, model_id=self._model_id) for seg, res in zip(batch, results)]
 
     def get_metrics_namespace(self) -> str:
         return "inference"
+
+    def share_model_across_processes(self) -> bool:
+        # A GPU engine is loaded once per machine and fed by every SDK worker process there.
+        return self._cfg.backend == "vllm" and self._cfg.share_across_processes
+
+    def model_copies(self) -> int:
+        return self._cfg.model_copies
+
+    def get_resource_hints(self) -> dict:
+        return {"accelerator": self._cfg.accelerator} if self._cfg.accelerator else {}
 
 
 class InferenceOutputs(NamedTuple):
@@ -81,7 +97,8 @@ class Transcribe(beam.PTransform):
         handler = KeyedModelHandler(ASRModelHandler(self._cfg))
         results, dlq = (segments
                         | "KeyBySegmentId" >> beam.Map(lambda s: (s.segment_id, s))
-                        | "RunInference" >> RunInference(handler).with_exception_handling())
+                        | "RunInference" >> RunInference(handler).with_exception_handling(
+                            exc_class=BATCH_ERRORS))
         split = results | "Split" >> beam.ParDo(_SplitResults()).with_outputs(
             FAILURES, FAILED_SEGMENTS, main=GOOD)
         crashed = dlq.failed_inferences | "CrashedBatches" >> beam.ParDo(_crashed_batch).with_outputs(

@@ -25,7 +25,19 @@ class ASRBackend(Protocol):
     # a time so that only the bad segments fail.
     recoverable_errors: tuple[type[BaseException], ...]
 
-    def transcribe_batch(self, segments: Sequence[Segment]) -> list[Transcription]: ...
+    def transcribe_batch(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
+        """One result per segment; a backend that can tell which segment failed returns its error in place."""
+
+
+class IsolatingBackend:
+    """Mixin: `transcribe_segments` gives one result per segment, isolating segments that fail.
+
+    Callers (the Beam handler) use only this method, so that it also works through a cross-process
+    proxy, which forwards method calls and nothing else.
+    """
+
+    def transcribe_segments(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
+        return transcribe_isolating(self, segments)
 
 
 def load_backend(cfg: InferenceConfig) -> ASRBackend:
@@ -33,6 +45,10 @@ def load_backend(cfg: InferenceConfig) -> ASRBackend:
         from asr_distill.asr.faster_whisper import FasterWhisperBackend
 
         return FasterWhisperBackend(cfg)
+    if cfg.backend == "vllm":
+        from asr_distill.asr.vllm_backend import shared_backend
+
+        return shared_backend(cfg)
     raise ValueError(f"unknown backend {cfg.backend!r}")
 
 
@@ -51,10 +67,23 @@ def transcribe_isolating(backend: ASRBackend, segments: Sequence[Segment]
     return [transcribe_isolating(backend, [s])[0] for s in segments]
 
 
+def prompt_label(cfg: InferenceConfig) -> Optional[str]:
+    """The prompt recorded in transcripts: the configured one, or the vllm model family's default."""
+    if cfg.prompt or cfg.backend != "vllm":
+        return cfg.prompt
+    from asr_distill.asr.families import family_for
+
+    return family_for(cfg.model, cfg.model_family).default_instruction
+
+
 def model_label(cfg: InferenceConfig) -> str:
     """The model name recorded in transcripts, known without loading the model."""
     if cfg.model:
         return cfg.model
+    if cfg.backend == "vllm":
+        from asr_distill.asr.families import family_for
+
+        return family_for(None, cfg.model_family).default_model
     from asr_distill.models import EMBEDDED_MODEL_NAME
 
     return EMBEDDED_MODEL_NAME

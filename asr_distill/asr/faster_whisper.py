@@ -11,13 +11,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from asr_distill.asr import Transcription
+from asr_distill.asr import IsolatingBackend, Transcription
 from asr_distill.config import InferenceConfig
 from asr_distill.models import EMBEDDED_MODEL_NAME, embedded_whisper_base
 from asr_distill.records import SAMPLE_RATE, Segment
 
 
-class FasterWhisperBackend:
+class FasterWhisperBackend(IsolatingBackend):
     recoverable_errors = (ValueError, RuntimeError)
 
     def __init__(self, cfg: InferenceConfig):
