@@ -66,10 +66,15 @@ class DecodedAudio:
 
 @dataclass(frozen=True)
 class Region:
-    """A stretch of a file in seconds from its start."""
+    """A stretch of a file in seconds from its start.
+
+    A packed region also lists the `parts` whose audio, joined, is what the model hears: speech with
+    the silences between shortened.
+    """
 
     start_s: float
     end_s: float
+    parts: tuple = ()  # tuple[tuple[float, float], ...]
 
     @property
     def duration_s(self) -> float:
@@ -95,6 +100,7 @@ class Segment:
     audio: np.ndarray
     language: Optional[str] = None
     uri: Optional[str] = None
+    parts: tuple = ()  # packed segments: the (start_s, end_s) stretches joined into `audio`
 
     @property
     def segment_id(self) -> str:
@@ -129,7 +135,11 @@ class SegmentText:
     end_s: float
     text: str
     signals: dict[str, Any] = field(default_factory=dict)
+    parts: tuple = ()
 
     def to_json(self) -> dict:
-        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "text": self.text, **self.signals}
+        out = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
+               **self.signals}
+        if self.parts:
+            out["parts"] = [[round(a, 3), round(b, 3)] for a, b in self.parts]
+        return out

@@ -69,3 +69,27 @@ def test_regions_past_the_end_are_clipped_and_times_stay_absolute():
 
 def test_no_regions_no_segments():
     assert plan_segments([], loud(5), CFG) == []
+
+
+PACK = SegmentingConfig(max_segment_s=30, max_merge_gap_s=2.0, min_split_s=10, pack=True, pack_gap_s=0.3)
+
+
+def test_packing_joins_far_apart_speech_up_to_the_limit():
+    regions = [Region(0, 5), Region(15, 21), Region(40, 52), Region(70, 78), Region(90, 100)]
+    wave = loud(110)
+    plan = plan_segments(regions, wave, PACK)
+    # 5 + .3 + 6 + .3 + 12 = 23.6 fits; + .3 + 8 would be 31.9: a new request starts.
+    assert [(r.start_s, r.end_s) for r in plan] == [(0, 52), (70, 100)]
+    assert plan[0].parts == ((0, 5.3), (15, 21.3), (40, 52))
+    segs = cut_segments(DecodedAudio(IndexRow("k", "u"), wave), plan)
+    assert len(segs[0].audio) == int(23.6 * 16000)
+    np.testing.assert_array_equal(segs[0].audio[: 5 * 16000], wave[: 5 * 16000])
+    np.testing.assert_array_equal(segs[0].audio[int(5.3 * 16000): int(11.3 * 16000)], wave[15 * 16000: 21 * 16000])
+    assert all(len(s.audio) <= 30 * 16000 for s in segs)
+    assert segs[1].parts == ((70, 78.3), (90, 100))
+
+
+def test_packing_keeps_short_gaps_whole_and_lone_regions_plain():
+    plan = plan_segments([Region(0, 4), Region(4.1, 8)], loud(10), PACK)
+    assert plan == [Region(0, 8, ((0, 4.1), (4.1, 8)))]
+    assert plan_segments([Region(1, 29.5)], loud(31), PACK) == [Region(1, 29.5)]

@@ -145,6 +145,7 @@ def test_through_beam_runinference_with_failures(monkeypatch, tmp_path):
         return made[-1]
     monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm", factory)
     monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
     cfg = InferenceConfig(backend="vllm", batch_size=4, share_across_processes=False, model="m-beam")
     segments = [seg(i, 3.0 + i % 5, key=f"k{i // 10}") for i in range(40)] + [seg(99, 35.0, key="long")]
     with BeamTestPipeline() as p:
@@ -160,6 +161,7 @@ def test_one_engine_per_machine_through_a_process_proxy(monkeypatch):
     """share_across_processes: Beam hosts the backend behind a multiprocessing proxy server (in the
     first worker process to ask); every SDK process, that one included, calls it through the proxy."""
     monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm", lambda args: fake_vllm.FakeAsyncLLM(args))
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
     monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
     cfg = InferenceConfig(backend="vllm", batch_size=3, share_across_processes=True, model="m-proxy")
     segments = [seg(i, 2.0, key="p") for i in range(7)] + [seg(50, 31.0, key="p")]
@@ -167,7 +169,7 @@ def test_one_engine_per_machine_through_a_process_proxy(monkeypatch):
         out = p | beam.Create(segments) | Transcribe(cfg)
         assert_that(out.texts | beam.MapTuple(lambda k, t: t.index), equal_to(list(range(7))), label="Texts")
         assert_that(out.failures | beam.Map(lambda f: f.segment_index), equal_to([50]), label="Failed")
-    engine = vllm_backend._SHARED[cfg.model_dump_json()]._engine
+    engine = vllm_backend.shared_backend(cfg).engine
     assert sorted(int(r[0]["multi_modal_data"]["audio"][0][0]) for r in engine.requests) == list(range(7))
 
 

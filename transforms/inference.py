@@ -10,7 +10,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 
 from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
 from asr_distill.config import InferenceConfig
-from asr_distill.records import Failure, Segment, SegmentText
+from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText
 from transforms.common import FAILURES, GOOD
 
 FAILED_SEGMENTS = "failed_segments"
@@ -24,7 +24,9 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
     """Segments in, one Transcription or exception per segment out; a bad segment sinks only itself."""
 
     def __init__(self, cfg: InferenceConfig):
-        super().__init__(min_batch_size=1, max_batch_size=cfg.batch_size)
+        # Fixed-size batches: BatchElements' adaptive sizing starts at one element and grows, which
+        # starves a GPU engine; throughput, not latency, is what a labelling job wants.
+        super().__init__(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
         self._cfg = cfg
         self._model_id = model_label(cfg)
 
@@ -64,8 +66,9 @@ class _SplitResults(beam.DoFn):
         out = result.inference
         if isinstance(out, Transcription):
             Metrics.counter("inference", "segments").inc()
-            Metrics.counter("inference", "audio_ms").inc(int(1000 * seg.duration_s))
-            yield seg.key, SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals)
+            Metrics.counter("inference", "audio_ms").inc(int(1000 * len(seg.audio) / SAMPLE_RATE))
+            yield seg.key, SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals,
+                                       seg.parts)
         else:
             yield from _segment_failed(seg, type(out).__name__, str(out) or type(out).__name__)
 

@@ -32,7 +32,7 @@ class SegmentDoFn(beam.DoFn):
         speech_s = sum(r.duration_s for r in voiced.regions)
         Metrics.counter("segment", "files").inc()
         Metrics.counter("segment", "segments").inc(len(segments))
-        Metrics.counter("segment", "segment_ms").inc(int(1000 * sum(s.duration_s for s in segments)))
+        Metrics.counter("segment", "segment_ms").inc(int(1000 * sum(len(s.audio) for s in segments) / 16000))
         if not segments:
             Metrics.counter("segment", "files_without_speech").inc()
         yield beam.pvalue.TaggedOutput(

@@ -11,7 +11,9 @@ makes it one per machine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
+import json
 import logging
 import math
 import threading
@@ -70,34 +72,65 @@ def _start_async_llm(args: dict):
     return AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
 
 
+class EngineHost:
+    """An engine and the event-loop thread it runs on; requests from any thread are scheduled there."""
+
+    def __init__(self, args: dict, factory: Callable[[dict], Any]):
+        self.args = args
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
+        self._thread.start()
+        log.info("starting vLLM engine for %s", args.get("model"))
+        # Built on the loop: the engine binds its output handler to the running loop.
+        self.engine = self.submit(self._call(factory, args)).result()
+
+    @staticmethod
+    async def _call(fn, *args):
+        return fn(*args)
+
+    def submit(self, coro) -> "concurrent.futures.Future":
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self) -> None:
+        shutdown = getattr(self.engine, "shutdown", None)
+        if shutdown:
+            shutdown()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+_HOSTS: dict[str, EngineHost] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def shared_host(args: dict, factory: Optional[Callable[[dict], Any]] = None) -> EngineHost:
+    """One engine per process and engine arguments, whoever asks: RunInference instances, pipelines
+    with different sampling settings, benchmarks."""
+    key = json.dumps(args, sort_keys=True, default=str)
+    with _HOSTS_LOCK:
+        if key not in _HOSTS:
+            _HOSTS[key] = EngineHost(args, factory or _start_async_llm)
+        return _HOSTS[key]
+
+
 class VllmBackend(IsolatingBackend):
     # Request-level errors (vLLM raises ValueError for a prompt longer than max_model_len, for example);
     # anything else means the engine itself is in trouble and fails the batch.
     recoverable_errors = (ValueError,)
 
     def __init__(self, cfg: InferenceConfig, engine_factory: Optional[Callable[[dict], Any]] = None,
-                 sampling_factory: Optional[Callable[..., Any]] = None):
+                 sampling_factory: Optional[Callable[..., Any]] = None, host: Optional[EngineHost] = None):
         self._cfg = cfg
         self._family = family_for(cfg.model, cfg.model_family)
         self.model_name = cfg.model or self._family.default_model
         self.prompt = cfg.prompt or self._family.default_instruction
         self._sampling_factory = sampling_factory or _vllm_sampling_params
         self._ids = itertools.count()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
-        self._thread.start()
-        factory = engine_factory or _start_async_llm
-        args = engine_args(cfg, self._family)
-        log.info("starting vLLM engine for %s (%s)", args["model"], self._family.name)
-        # Built inside the loop: the engine binds its output handler to the running loop.
-        self._engine = self._on_loop(self._async(factory, args)).result()
+        self._host = host or EngineHost(engine_args(cfg, self._family), engine_factory or _start_async_llm)
 
-    @staticmethod
-    async def _async(fn, *args):
-        return fn(*args)
-
-    def _on_loop(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+    @property
+    def engine(self):
+        return self._host.engine
 
     def request(self, segment: Segment) -> dict:
         instruction = self._family.instruction(self._cfg.prompt, segment.language or self._cfg.language)
@@ -114,7 +147,7 @@ class VllmBackend(IsolatingBackend):
     async def _transcribe(self, segment: Segment) -> Transcription:
         request_id = f"{segment.segment_id}#{next(self._ids)}"
         final = None
-        async for output in self._engine.generate(self.request(segment), self.sampling_params(segment),
+        async for output in self._host.engine.generate(self.request(segment), self.sampling_params(segment),
                                                   request_id):
             final = output
         if final is None or not final.outputs:
@@ -128,7 +161,7 @@ class VllmBackend(IsolatingBackend):
 
     def transcribe_batch(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
         """All segments go to the engine at once; each result is its transcription or its own error."""
-        futures = [self._on_loop(self._transcribe(s)) for s in segments]
+        futures = [self._host.submit(self._transcribe(s)) for s in segments]
         results: list[Union[Transcription, BaseException]] = []
         for future in futures:
             try:
@@ -140,22 +173,7 @@ class VllmBackend(IsolatingBackend):
     # Request errors come back in place already; a batch-level error means the engine is unwell.
     transcribe_segments = transcribe_batch
 
-    def close(self) -> None:
-        shutdown = getattr(self._engine, "shutdown", None)
-        if shutdown:
-            shutdown()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-
-_SHARED: dict[str, VllmBackend] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_backend(cfg: InferenceConfig, **kwargs) -> VllmBackend:
-    """One engine per process and config, whoever asks (RunInference instances, pipelines, benchmarks)."""
-    key = cfg.model_dump_json()
-    with _SHARED_LOCK:
-        if key not in _SHARED:
-            _SHARED[key] = VllmBackend(cfg, **kwargs)
-        return _SHARED[key]
+def shared_backend(cfg: InferenceConfig) -> VllmBackend:
+    """A backend on this process's engine for the config's engine arguments (started on first use)."""
+    family = family_for(cfg.model, cfg.model_family)
+    return VllmBackend(cfg, host=shared_host(engine_args(cfg, family)))
