@@ -139,6 +139,31 @@ def handler_vs_raw(model_dir: str, args) -> None:
             log({"step": "ratio", "segments": n, "handler_over_raw": round(handler[n] / (audio_s / dt), 3)})
 
 
+def sweep(model_dir: str, args) -> None:
+    """Where the handler's time goes: the backend alone (all segments from one thread, no Beam), then
+    the handler through Beam at several batch sizes x feeding threads. One engine throughout."""
+    segments = make_segments(args.n)
+    audio_s = sum(s.duration_s for s in segments)
+    cfg = inference_cfg(model_dir, args)
+    t0 = time.perf_counter()
+    backend = vllm_backend.shared_backend(cfg)
+    log({"step": "engine_start", "s": round(time.perf_counter() - t0, 1), "engine": "AsyncLLM"})
+    backend.transcribe_segments(segments[:32])
+    t = time.perf_counter()
+    out = backend.transcribe_segments(segments)
+    dt = time.perf_counter() - t
+    assert len(out) == len(segments) and (args.fake or all(o.signals["num_tokens"] == 96 for o in out))
+    log({"step": "backend_direct", "segments": len(segments), "wall_s": round(dt, 2),
+         "audio_s_per_s": round(audio_s / dt, 1)})
+    for bs, workers in [(32, 16), (64, 16), (128, 8), (256, 4)]:
+        c = inference_cfg(model_dir, args, batch_size=bs)
+        if (bs, workers) == (32, 16):
+            run_handler(c, segments[:64], workers)
+        dt = run_handler(c, segments, workers)
+        log({"step": "handler", "segments": len(segments), "batch_size": bs, "workers": workers,
+             "wall_s": round(dt, 2), "audio_s_per_s": round(audio_s / dt, 1)})
+
+
 def conversation_files(n_files: int, seed: int = 1) -> list[tuple[DecodedAudio, list[Region]]]:
     """Files of 2-6 s speech bursts with 1-8 s pauses (~3000 s of speech over 40 files)."""
     rng = np.random.default_rng(seed)
@@ -216,7 +241,7 @@ def hf(model_dir: str, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["handler-vs-raw", "pack", "hf"])
+    ap.add_argument("mode", help="handler-vs-raw | sweep | pack | hf, or several joined by '+'")
     ap.add_argument("model_dir")
     ap.add_argument("--n", type=int, default=1024)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -231,7 +256,8 @@ def main() -> None:
 
         vllm_backend._start_async_llm = lambda a: fake_vllm.FakeAsyncLLM(a, seconds_per_audio_s=float(os.environ.get("FAKE_DELAY", "0.0005")))
         vllm_backend._vllm_sampling_params = fake_vllm.sampling
-    {"handler-vs-raw": handler_vs_raw, "pack": pack, "hf": hf}[args.mode](args.model_dir, args)
+    for mode in args.mode.split("+"):
+        {"handler-vs-raw": handler_vs_raw, "sweep": sweep, "pack": pack, "hf": hf}[mode](args.model_dir, args)
 
 
 if __name__ == "__main__":

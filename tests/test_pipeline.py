@@ -183,3 +183,20 @@ def test_cli_rejects_bad_calls_clearly(tmp_path, media_dir, full_run):
     assert r.returncode == 2 and "no index file matches" in r.stderr
     r = _cli(f"--input_index={index}", f"--output={full_run['out']}")
     assert r.returncode == 2 and "already holds results" in r.stderr
+
+
+def test_packed_segments_transcribe_as_well(tmp_path, long_forms, full_run):
+    talk = long_forms["talk_mp3"]
+    index = write_index(tmp_path / "i.jsonl", [{"key": "talk_mp3", "uri": str(talk.path)}])
+    cfg = tmp_path / "pack.yaml"
+    cfg.write_text("segmenting:\n  pack: true\n  max_merge_gap_s: 0.5\n")
+    run([f"--input_index={index}", f"--output={tmp_path / 'o'}", f"--config={cfg}"])
+    rec = read_jsonl(tmp_path / "o", "transcripts")[0]
+    unpacked = by_key(full_run["transcripts"])["talk_mp3"]
+    assert len(rec["segments"]) <= len(unpacked["segments"])
+    assert any("parts" in s for s in rec["segments"])
+    for s in rec["segments"]:
+        parts = s.get("parts", [[s["start_s"], s["end_s"]]])
+        assert parts[0][0] == s["start_s"] and parts[-1][1] == s["end_s"]
+        assert sum(b - a for a, b in parts) <= 30.0
+    assert speechgen.word_error_rate(talk.text, rec["text"]) <= 0.15

@@ -186,3 +186,17 @@ def test_accelerator_hint_lands_on_the_inference_step_only():
             hinted.add(t.unique_name)
     assert "Inference/RunInference/BeamML_RunInference/ParDo(_RunInferenceDoFn)" in hinted
     assert all(name.startswith("Inference/RunInference/BeamML_RunInference") for name in hinted)
+
+
+def test_configs_differing_only_in_sampling_share_one_engine(monkeypatch):
+    made = []
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm",
+                        lambda args: made.append(fake_vllm.FakeAsyncLLM(args)) or made[-1])
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
+    a = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.0))
+    b = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.7, ignore_eos=True))
+    c = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m",
+                                                    vllm=VllmEngineConfig(max_num_seqs=8)))
+    assert a.engine is b.engine and a.engine is not c.engine and len(made) == 2
+    assert b.sampling_params(seg(0, 1.0)).temperature == 0.7
