@@ -68,6 +68,9 @@ class VllmEngineConfig(_Section):
     max_num_seqs: int = Field(256, ge=1, description="Requests decoded together (raise on H200: more KV cache).")
     load_format: str = Field("auto", description="'dummy' gives random weights (benchmarks only).")
     enforce_eager: bool = False
+    driver: Literal["async", "step"] = Field(
+        "async", description="'async': vLLM's AsyncLLM on an event loop; 'step': its LLMEngine stepped by "
+        "one thread that takes queued requests between steps (what LLM.generate does, but never draining).")
     engine_kwargs: dict = Field(default_factory=dict)
 
 

@@ -61,7 +61,7 @@ def inference_cfg(model_dir: str, args, **over) -> InferenceConfig:
                 batch_size=args.batch_size, share_across_processes=False, seed=0,
                 vllm=VllmEngineConfig(max_model_len=4096, gpu_memory_utilization=0.85,
                                       max_num_seqs=args.max_num_seqs,
-                                      load_format="dummy" if args.dummy else "auto"))
+                                      load_format="dummy" if args.dummy else "auto", driver=args.driver))
     base.update(over)
     return InferenceConfig(**base)
 
@@ -98,7 +98,7 @@ def handler_vs_raw(model_dir: str, args) -> None:
     cfg = inference_cfg(model_dir, args)
     t0 = time.perf_counter()
     backend = vllm_backend.shared_backend(cfg)  # the engine RunInference will find in this process
-    log({"step": "engine_start", "s": round(time.perf_counter() - t0, 1), "engine": "AsyncLLM"})
+    log({"step": "engine_start", "s": round(time.perf_counter() - t0, 1), "driver": cfg.vllm.driver})
     run_handler(cfg, sets[256][:32], args.workers)  # warm-up: Beam start, first requests
     handler = {}
     for n, segments in sets.items():
@@ -108,7 +108,7 @@ def handler_vs_raw(model_dir: str, args) -> None:
         rec = {"step": "handler", "segments": n, "audio_s": round(audio_s, 1), "wall_s": round(dt, 2),
                "audio_s_per_s": round(audio_s / dt, 1), "batch_size": cfg.batch_size, "workers": args.workers}
         if args.fake:
-            rec["fake_max_in_flight"] = backend.engine.max_in_flight
+            rec["fake_max_in_flight"] = getattr(backend.engine, "max_in_flight", None) or backend.engine.max_running
         log(rec)
     if args.fake:
         return
@@ -249,12 +249,14 @@ def main() -> None:
                     help="DirectRunner threads feeding the engine (x batch size > max_num_seqs keeps it full)")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--real-weights", dest="dummy", action="store_false")
+    ap.add_argument("--driver", choices=["async", "step"], default="async", help="vllm engine driver")
     ap.add_argument("--fake", action="store_true", help="CPU dry run against tests/fake_vllm.py")
     args = ap.parse_args()
     if args.fake:
         import fake_vllm
 
         vllm_backend._start_async_llm = lambda a: fake_vllm.FakeAsyncLLM(a, seconds_per_audio_s=float(os.environ.get("FAKE_DELAY", "0.0005")))
+        vllm_backend._start_llm_engine = fake_vllm.FakeLLMEngine
         vllm_backend._vllm_sampling_params = fake_vllm.sampling
     for mode in args.mode.split("+"):
         {"handler-vs-raw": handler_vs_raw, "sweep": sweep, "pack": pack, "hf": hf}[mode](args.model_dir, args)

@@ -56,3 +56,45 @@ class FakeAsyncLLM:
 
 def sampling(**kwargs):
     return SimpleNamespace(**kwargs)
+
+
+class FakeLLMEngine:
+    """vLLM LLMEngine's stepping interface: add_request, has_unfinished_requests, step.
+
+    Each step advances every running request by one token; a request of d seconds of audio finishes
+    after ceil(d) steps. Records how many requests ran together in a step."""
+
+    def __init__(self, args: dict):
+        self.args = args
+        self.running: dict[str, list] = {}
+        self.max_running = 0
+        self.requests: list[tuple[dict, object, str]] = []
+        self.thread = None
+
+    def add_request(self, request_id, prompt, params):
+        self.thread = threading.current_thread().name
+        audio, rate = prompt["multi_modal_data"]["audio"]
+        duration = len(audio) / rate
+        if duration > MAX_AUDIO_S:
+            raise ValueError(f"prompt is longer than max_model_len ({duration:.1f} s of audio)")
+        self.requests.append((prompt, params, request_id))
+        self.running[request_id] = [int(duration) + 1, float(audio[0]), duration]
+
+    def has_unfinished_requests(self):
+        return bool(self.running)
+
+    def step(self):
+        import time
+
+        time.sleep(0.001)
+        self.max_running = max(self.max_running, len(self.running))
+        done = []
+        for rid, state in list(self.running.items()):
+            state[0] -= 1
+            if state[0] <= 0:
+                del self.running[rid]
+                text = f"The original content of this audio is: 'marker {state[1]:.0f} lasts {state[2]:.1f} seconds'"
+                out = SimpleNamespace(text=text, token_ids=list(range(9)), cumulative_logprob=-0.9,
+                                      finish_reason="stop")
+                done.append(SimpleNamespace(request_id=rid, finished=True, outputs=[out]))
+        return done

@@ -200,3 +200,28 @@ def test_configs_differing_only_in_sampling_share_one_engine(monkeypatch):
                                                     vllm=VllmEngineConfig(max_num_seqs=8)))
     assert a.engine is b.engine and a.engine is not c.engine and len(made) == 2
     assert b.sampling_params(seg(0, 1.0)).temperature == 0.7
+
+
+def test_stepping_driver_tops_up_the_running_batch_from_many_callers():
+    made = []
+    cfg = InferenceConfig(backend="vllm", model="m", vllm=VllmEngineConfig(driver="step"))
+    b = VllmBackend(cfg, engine_factory=lambda a: made.append(fake_vllm.FakeLLMEngine(a)) or made[-1],
+                    sampling_factory=fake_vllm.sampling)
+    results = {}
+
+    def bundle(t):
+        results[t] = b.transcribe_segments([seg(t * 100 + i, 2.0 + i) for i in range(8)] +
+                                           ([seg(t * 100 + 99, 31.0)] if t == 0 else []))
+
+    threads = [threading.Thread(target=bundle, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine = made[0]
+    assert engine.thread == "vllm-engine-step" and engine.max_running > 8
+    for t, out in results.items():
+        assert [r.text.split()[1] for r in out[:8]] == [str(t * 100 + i) for i in range(8)]
+        assert out[0].signals["avg_logprob"] == -0.1
+    assert isinstance(results[0][8], ValueError)
+    b._host.close()

@@ -65,6 +65,14 @@ def _vllm_sampling_params(**kwargs):
     return SamplingParams(output_kind=RequestOutputKind.FINAL_ONLY, **kwargs)
 
 
+def _start_llm_engine(args: dict):
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    return LLMEngine.from_engine_args(EngineArgs(**args), usage_context=UsageContext.LLM_CLASS)
+
+
 def _start_async_llm(args: dict):
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -99,17 +107,92 @@ class EngineHost:
         self._thread.join(timeout=10)
 
 
-_HOSTS: dict[str, EngineHost] = {}
+class SteppingHost:
+    """vLLM's synchronous LLMEngine, owned by one thread: between engine steps it adds every request
+    queued by any caller, so the running batch is topped up continuously and never drains at the
+    callers' batch boundaries. Results come back as futures of the final RequestOutput."""
+
+    def __init__(self, args: dict, factory: Callable[[dict], Any]):
+        import queue
+
+        self.args = args
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._empty = queue.Empty
+        self._pending: dict[str, concurrent.futures.Future] = {}
+        self._stop = threading.Event()
+        started: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(factory, started), name="vllm-engine-step",
+                                        daemon=True)
+        self._thread.start()
+        self.engine = started.result()
+
+    def generate(self, request_id: str, prompt: dict, params) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._queue.put((request_id, prompt, params, future))
+        return future
+
+    def _take_queued(self, engine, block: bool) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.05) if block else self._queue.get_nowait()
+            except self._empty:
+                return
+            block = False
+            request_id, prompt, params, future = item
+            try:
+                engine.add_request(request_id, prompt, params)
+            except ValueError as err:  # this request only (too long, bad input)
+                future.set_exception(err)
+                continue
+            self._pending[request_id] = future
+
+    def _run(self, factory, started) -> None:
+        try:
+            engine = factory(self.args)
+        except BaseException as err:  # noqa: BLE001 - handed to the constructor's caller
+            started.set_exception(err)
+            return
+        started.set_result(engine)
+        while not self._stop.is_set():
+            self._take_queued(engine, block=not self._pending)
+            if not self._pending:
+                continue
+            try:
+                outputs = engine.step()
+            except Exception as err:  # noqa: BLE001 - the engine is gone: every waiting caller hears it
+                for future in self._pending.values():
+                    future.set_exception(RuntimeError(f"vLLM engine failed: {err}"))
+                self._pending.clear()
+                continue
+            for out in outputs:
+                if out.finished and out.request_id in self._pending:
+                    self._pending.pop(out.request_id).set_result(out)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        shutdown = getattr(getattr(self.engine, "engine_core", None), "shutdown", None)
+        if shutdown:
+            shutdown()
+
+
+_HOSTS: dict[str, Any] = {}
 _HOSTS_LOCK = threading.Lock()
 
 
-def shared_host(args: dict, factory: Optional[Callable[[dict], Any]] = None) -> EngineHost:
+def make_host(args: dict, driver: str, factory: Optional[Callable[[dict], Any]] = None):
+    if driver == "step":
+        return SteppingHost(args, factory or _start_llm_engine)
+    return EngineHost(args, factory or _start_async_llm)
+
+
+def shared_host(args: dict, driver: str = "async", factory: Optional[Callable[[dict], Any]] = None):
     """One engine per process and engine arguments, whoever asks: RunInference instances, pipelines
     with different sampling settings, benchmarks."""
-    key = json.dumps(args, sort_keys=True, default=str)
+    key = json.dumps([driver, args], sort_keys=True, default=str)
     with _HOSTS_LOCK:
         if key not in _HOSTS:
-            _HOSTS[key] = EngineHost(args, factory or _start_async_llm)
+            _HOSTS[key] = make_host(args, driver, factory)
         return _HOSTS[key]
 
 
@@ -126,7 +209,7 @@ class VllmBackend(IsolatingBackend):
         self.prompt = cfg.prompt or self._family.default_instruction
         self._sampling_factory = sampling_factory or _vllm_sampling_params
         self._ids = itertools.count()
-        self._host = host or EngineHost(engine_args(cfg, self._family), engine_factory or _start_async_llm)
+        self._host = host or make_host(engine_args(cfg, self._family), cfg.vllm.driver, engine_factory)
 
     @property
     def engine(self):
@@ -144,12 +227,14 @@ class VllmBackend(IsolatingBackend):
             max_tokens=max_tokens_for(cfg, len(segment.audio) / SAMPLE_RATE), seed=cfg.seed,
             ignore_eos=cfg.ignore_eos, logprobs=0)
 
-    async def _transcribe(self, segment: Segment) -> Transcription:
-        request_id = f"{segment.segment_id}#{next(self._ids)}"
+    async def _transcribe(self, segment: Segment, request_id: str) -> Transcription:
         final = None
         async for output in self._host.engine.generate(self.request(segment), self.sampling_params(segment),
                                                   request_id):
             final = output
+        return self._transcription(segment, request_id, final)
+
+    def _transcription(self, segment: Segment, request_id: str, final) -> Transcription:
         if final is None or not final.outputs:
             raise RuntimeError(f"engine returned no output for {request_id}")
         out = final.outputs[0]
@@ -161,11 +246,17 @@ class VllmBackend(IsolatingBackend):
 
     def transcribe_batch(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
         """All segments go to the engine at once; each result is its transcription or its own error."""
-        futures = [self._host.submit(self._transcribe(s)) for s in segments]
+        ids = [f"{s.segment_id}#{next(self._ids)}" for s in segments]
+        if isinstance(self._host, SteppingHost):
+            futures = [self._host.generate(i, self.request(s), self.sampling_params(s)) for i, s in zip(ids, segments)]
+        else:
+            futures = [self._host.submit(self._transcribe(s, i)) for i, s in zip(ids, segments)]
         results: list[Union[Transcription, BaseException]] = []
-        for future in futures:
+        for seg, request_id, future in zip(segments, ids, futures):
             try:
-                results.append(future.result(timeout=self._cfg.request_timeout_s))
+                out = future.result(timeout=self._cfg.request_timeout_s)
+                results.append(out if isinstance(out, Transcription) else
+                               self._transcription(seg, request_id, out))
             except self.recoverable_errors as err:
                 results.append(err)
         return results
@@ -176,4 +267,4 @@ class VllmBackend(IsolatingBackend):
 def shared_backend(cfg: InferenceConfig) -> VllmBackend:
     """A backend on this process's engine for the config's engine arguments (started on first use)."""
     family = family_for(cfg.model, cfg.model_family)
-    return VllmBackend(cfg, host=shared_host(engine_args(cfg, family)))
+    return VllmBackend(cfg, host=shared_host(engine_args(cfg, family), cfg.vllm.driver))
