@@ -69,8 +69,8 @@ class VllmEngineConfig(_Section):
     load_format: str = Field("auto", description="'dummy' gives random weights (benchmarks only).")
     enforce_eager: bool = False
     driver: Literal["async", "step"] = Field(
-        "async", description="'async': vLLM's AsyncLLM on an event loop; 'step': its LLMEngine stepped by "
-        "one thread that takes queued requests between steps (what LLM.generate does, but never draining).")
+        "step", description="'step' (measured faster): vLLM's LLMEngine stepped by one thread that takes queued "
+        "requests between steps (what LLM.generate does, never draining); 'async': AsyncLLM on an event loop.")
     engine_kwargs: dict = Field(default_factory=dict)
 
 

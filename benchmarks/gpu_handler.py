@@ -244,12 +244,12 @@ def main() -> None:
     ap.add_argument("mode", help="handler-vs-raw | sweep | pack | hf, or several joined by '+'")
     ap.add_argument("model_dir")
     ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=16,
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--workers", type=int, default=8,
                     help="DirectRunner threads feeding the engine (x batch size > max_num_seqs keeps it full)")
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--real-weights", dest="dummy", action="store_false")
-    ap.add_argument("--driver", choices=["async", "step"], default="async", help="vllm engine driver")
+    ap.add_argument("--driver", choices=["async", "step"], default="step", help="vllm engine driver")
     ap.add_argument("--fake", action="store_true", help="CPU dry run against tests/fake_vllm.py")
     args = ap.parse_args()
     if args.fake:

@@ -19,7 +19,8 @@ from transforms.inference import Transcribe
 
 CFG = InferenceConfig(backend="vllm", model="/models/Qwen2-Audio-7B-Instruct", temperature=0.0, top_p=0.9,
                       max_new_tokens=200, repetition_penalty=1.05, seed=7,
-                      vllm=VllmEngineConfig(max_model_len=4096, gpu_memory_utilization=0.8, max_num_seqs=64))
+                      vllm=VllmEngineConfig(max_model_len=4096, gpu_memory_utilization=0.8, max_num_seqs=64,
+                                            driver="async"))
 
 
 def seg(index, seconds, marker=None, key="file", language=None):
@@ -138,12 +139,8 @@ def test_concurrent_batches_share_one_engine_and_overlap(engines):
 
 
 def test_through_beam_runinference_with_failures(monkeypatch, tmp_path):
-    made = []
-
-    def factory(args):
-        made.append(fake_vllm.FakeAsyncLLM(args))
-        return made[-1]
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm", factory)
+    """The default ('step') driver through RunInference: every key back once, the bad one a failure."""
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_llm_engine", fake_vllm.FakeLLMEngine)
     monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
     monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
     cfg = InferenceConfig(backend="vllm", batch_size=4, share_across_processes=False, model="m-beam")
@@ -163,7 +160,8 @@ def test_one_engine_per_machine_through_a_process_proxy(monkeypatch):
     monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm", lambda args: fake_vllm.FakeAsyncLLM(args))
     monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
     monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
-    cfg = InferenceConfig(backend="vllm", batch_size=3, share_across_processes=True, model="m-proxy")
+    cfg = InferenceConfig(backend="vllm", batch_size=3, share_across_processes=True, model="m-proxy",
+                          vllm=VllmEngineConfig(driver="async"))
     segments = [seg(i, 2.0, key="p") for i in range(7)] + [seg(50, 31.0, key="p")]
     with BeamTestPipeline() as p:
         out = p | beam.Create(segments) | Transcribe(cfg)
@@ -194,17 +192,19 @@ def test_configs_differing_only_in_sampling_share_one_engine(monkeypatch):
                         lambda args: made.append(fake_vllm.FakeAsyncLLM(args)) or made[-1])
     monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
     monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
-    a = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.0))
-    b = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.7, ignore_eos=True))
+    v = VllmEngineConfig(driver="async")
+    a = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.0, vllm=v))
+    b = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.7, ignore_eos=True,
+                                                    vllm=v))
     c = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m",
-                                                    vllm=VllmEngineConfig(max_num_seqs=8)))
+                                                    vllm=VllmEngineConfig(max_num_seqs=8, driver="async")))
     assert a.engine is b.engine and a.engine is not c.engine and len(made) == 2
     assert b.sampling_params(seg(0, 1.0)).temperature == 0.7
 
 
 def test_stepping_driver_tops_up_the_running_batch_from_many_callers():
     made = []
-    cfg = InferenceConfig(backend="vllm", model="m", vllm=VllmEngineConfig(driver="step"))
+    cfg = InferenceConfig(backend="vllm", model="m")  # the default driver
     b = VllmBackend(cfg, engine_factory=lambda a: made.append(fake_vllm.FakeLLMEngine(a)) or made[-1],
                     sampling_factory=fake_vllm.sampling)
     results = {}
