@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 from collections import defaultdict
+from functools import partial
 from importlib import metadata
 from typing import Any
 
@@ -15,6 +16,10 @@ from asr_distill import __version__
 
 _PACKAGES = ("apache-beam", "av", "silero-vad", "torch", "onnxruntime", "faster-whisper", "ctranslate2",
              "pydantic", "numpy")
+
+
+def _get(metrics: dict[str, dict[str, int]], namespace: str, name: str) -> int:
+    return metrics.get(namespace, {}).get(name, 0)
 
 
 def counters(result) -> dict[str, dict[str, int]]:
@@ -39,7 +44,7 @@ def versions() -> dict[str, str]:
 def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, started_at: str,
                      input_index: str, output: str, runner: str, stop_after, model: str, backend: str,
                      config: dict, config_digest: str) -> dict[str, Any]:
-    get = lambda ns, name: metrics.get(ns, {}).get(name, 0)  # noqa: E731
+    get = partial(_get, metrics)
     status = {s: get("reassemble", f"status_{s}") for s in ("ok", "no_speech", "partial")}
     failures_by_stage = {k: v for k, v in metrics.get("failures", {}).items() if k not in ("files", "segments")}
     file_failures = get("failures", "files")
@@ -91,7 +96,7 @@ def write_json(path: str, record: dict) -> None:
 
 def stage_table(metrics: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
     """Per stage: what went in or came out, and how many failures it recorded."""
-    get = lambda ns, name: metrics.get(ns, {}).get(name, 0)  # noqa: E731
+    get = partial(_get, metrics)
     fails = metrics.get("failures", {})
     return {
         "index": {"rows": get("index", "rows"), "failures": fails.get("index", 0)},

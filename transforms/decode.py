@@ -9,7 +9,7 @@ from apache_beam.metrics import Metrics
 
 from asr_distill.config import AudioConfig
 from asr_distill.media import DecodeError, decode_to_mono16k
-from asr_distill.records import DecodedAudio, IndexRow
+from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
 from transforms.common import StageOutputs, fail, run_stage
 
 
@@ -47,7 +47,7 @@ class DecodeDoFn(beam.DoFn):
             yield fail("read", row, _open_error(err))
             return
         Metrics.counter("decode", "files").inc()
-        Metrics.counter("decode", "audio_ms").inc(int(len(wave) * 1000 / 16000))
+        Metrics.counter("decode", "audio_ms").inc(int(len(wave) * 1000 / SAMPLE_RATE))
         yield DecodedAudio(row, wave)
 
 

@@ -82,11 +82,8 @@ def _segment_failed(seg: Segment, error_type: str, message: str):
 
 
 def _crashed_batch(dead_letter):
-    batch, err = dead_letter
-    if isinstance(err, tuple):  # (type, repr, traceback) from the exception-handling wrapper
-        error_type, message = err[0].__name__, f"unexpected error: {err[1]}"[:500]
-    else:
-        error_type, message = type(err).__name__, str(err)[:500]
+    batch, (exc_type, exc_repr, _traceback) = dead_letter
+    error_type, message = exc_type.__name__, f"unexpected error: {exc_repr}"[:500]
     for _segment_id, seg in batch:
         yield from _segment_failed(seg, error_type, message)
 

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from asr_distill.config import SegmentingConfig
-from asr_distill.records import FileInfo, VoicedAudio
+from asr_distill.records import SAMPLE_RATE, FileInfo, VoicedAudio
 from asr_distill.segmenting import cut_segments, plan_segments
 from transforms.common import run_stage
 
@@ -32,7 +32,7 @@ class SegmentDoFn(beam.DoFn):
         speech_s = sum(r.duration_s for r in voiced.regions)
         Metrics.counter("segment", "files").inc()
         Metrics.counter("segment", "segments").inc(len(segments))
-        Metrics.counter("segment", "segment_ms").inc(int(1000 * sum(len(s.audio) for s in segments) / 16000))
+        Metrics.counter("segment", "segment_ms").inc(int(1000 * sum(len(s.audio) for s in segments) / SAMPLE_RATE))
         if not segments:
             Metrics.counter("segment", "files_without_speech").inc()
         yield beam.pvalue.TaggedOutput(

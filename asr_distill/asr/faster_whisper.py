@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from asr_distill.asr import IsolatingBackend, Transcription
+from asr_distill.asr.quality import compression_ratio
 from asr_distill.config import InferenceConfig
 from asr_distill.models import EMBEDDED_MODEL_NAME, embedded_whisper_base
 from asr_distill.records import SAMPLE_RATE, Segment
@@ -72,13 +73,11 @@ class FasterWhisperBackend(IsolatingBackend):
 
     @staticmethod
     def _to_transcription(parts: list[dict], language: Optional[str]) -> Transcription:
-        from faster_whisper.transcribe import get_compression_ratio
-
         text = " ".join(p["text"].strip() for p in parts if p["text"].strip())
         signals = {
             "avg_logprob": round(float(parts[0]["avg_logprob"]), 4) if parts else None,
             "no_speech_prob": round(float(parts[0]["no_speech_prob"]), 4) if parts else None,
-            "compression_ratio": round(get_compression_ratio(text), 4) if text else 0.0,
+            "compression_ratio": round(compression_ratio(text), 4),
             "num_tokens": sum(len(p["tokens"]) for p in parts),
         }
         if language:

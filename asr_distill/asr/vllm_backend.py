@@ -103,6 +103,16 @@ class EngineHost:
     def submit(self, coro) -> "concurrent.futures.Future":
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
+    async def _final_output(self, request_id: str, prompt: dict, params):
+        final = None
+        async for output in self.engine.generate(prompt, params, request_id):
+            final = output
+        return final
+
+    def generate(self, request_id: str, prompt: dict, params) -> concurrent.futures.Future:
+        """A future of the request's final RequestOutput (the same call as SteppingHost's)."""
+        return self.submit(self._final_output(request_id, prompt, params))
+
     def close(self) -> None:
         shutdown = getattr(self.engine, "shutdown", None)
         if shutdown:
@@ -231,13 +241,6 @@ class VllmBackend(IsolatingBackend):
             max_tokens=max_tokens_for(cfg, len(segment.audio) / SAMPLE_RATE), seed=cfg.seed,
             ignore_eos=cfg.ignore_eos, logprobs=0)
 
-    async def _transcribe(self, segment: Segment, request_id: str) -> Transcription:
-        final = None
-        async for output in self._host.engine.generate(self.request(segment), self.sampling_params(segment),
-                                                  request_id):
-            final = output
-        return self._transcription(segment, request_id, final)
-
     def _transcription(self, segment: Segment, request_id: str, final) -> Transcription:
         if final is None or not final.outputs:
             raise RuntimeError(f"engine returned no output for {request_id}")
@@ -251,16 +254,12 @@ class VllmBackend(IsolatingBackend):
     def transcribe_batch(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
         """All segments go to the engine at once; each result is its transcription or its own error."""
         ids = [f"{s.segment_id}#{next(self._ids)}" for s in segments]
-        if isinstance(self._host, SteppingHost):
-            futures = [self._host.generate(i, self.request(s), self.sampling_params(s)) for i, s in zip(ids, segments)]
-        else:
-            futures = [self._host.submit(self._transcribe(s, i)) for i, s in zip(ids, segments)]
+        futures = [self._host.generate(i, self.request(s), self.sampling_params(s)) for i, s in zip(ids, segments)]
         results: list[Union[Transcription, BaseException]] = []
         for seg, request_id, future in zip(segments, ids, futures):
             try:
-                out = future.result(timeout=self._cfg.request_timeout_s)
-                results.append(out if isinstance(out, Transcription) else
-                               self._transcription(seg, request_id, out))
+                results.append(self._transcription(seg, request_id,
+                                                   future.result(timeout=self._cfg.request_timeout_s)))
             except self.recoverable_errors as err:
                 results.append(err)
         return results
