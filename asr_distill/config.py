@@ -10,6 +10,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from asr_distill.retry import RetryPolicy
+
 
 class ConfigError(ValueError):
     """A config file or override that does not validate; the message names the field."""
@@ -22,12 +24,22 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     index_format: Literal["auto", "jsonl", "parquet"] = Field(
         "auto", description="Index file format; 'auto' picks by extension (.parquet, else JSONL).")
+    io_attempts: int = Field(
+        4, ge=1, description="Calls in all for a read or write that fails transiently (5xx, timeout, reset).")
+    io_retry_base_s: float = Field(0.5, ge=0, description="First backoff before a retry; doubles each time.")
+    io_retry_max_s: float = Field(30.0, ge=0, description="Longest backoff between two retries.")
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.io_attempts, self.io_retry_base_s, self.io_retry_max_s)
 
 
 class AudioConfig(_Section):
     sample_rate: Literal[16000] = Field(16000, description="Decode target rate (Hz); the models need 16 kHz.")
     max_duration_s: Optional[float] = Field(
-        None, gt=0, description="Files longer than this fail at decode (None: no limit).")
+        21600.0, gt=0, description="Files longer than this fail at decode, from the header when it says so, "
+        "else while decoding (None: no limit; memory grows by 230 MB per audio hour).")
+    max_size_bytes: Optional[int] = Field(
+        20 * 2**30, gt=0, description="Files bigger than this fail at read, before any decoding (None: no limit).")
 
 
 class VadConfig(_Section):
@@ -110,7 +122,10 @@ class InferenceConfig(_Section):
 
 
 class WriterConfig(_Section):
-    num_shards: int = Field(0, ge=0, description="Output shards per file kind (0: runner decides).")
+    commit_every_records: int = Field(
+        1000, ge=1, description="Results are committed (written and renamed into the output dir) at least "
+        "this often per worker, and at the end of every bundle.")
+    commit_every_s: float = Field(60.0, gt=0, description="... or when the oldest uncommitted result is this old.")
 
 
 class Config(_Section):
@@ -124,6 +139,11 @@ class Config(_Section):
     def digest(self) -> str:
         """Stable short hash of the effective config, recorded in run.json."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def work_digest(self) -> str:
+        """Hash of what decides segment ids and texts; a resumed run must match the interrupted one."""
+        blob = json.dumps(self.model_dump(mode="json", include={"vad", "segmenting", "inference"}), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def with_backend(self, backend: Optional[str]) -> "Config":

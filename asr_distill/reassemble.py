@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Union
 
 from asr_distill import __version__
+from asr_distill.redact import redact
 from asr_distill.records import Failure, FileInfo, SegmentText
 
 
@@ -30,7 +31,7 @@ def assemble_transcript(info: FileInfo, texts: Iterable[SegmentText], failed_ind
     row = info.row
     return {
         "key": row.key,
-        "uri": row.uri,
+        "uri": redact(row.uri),
         "duration_s": round(info.duration_s, 3),
         "speech_s": round(info.speech_s, 3),
         "status": status,

@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from asr_distill.redact import redact
+
 SAMPLE_RATE = 16000
 STAGES = ("index", "read", "decode", "vad", "segment", "inference", "write")
 
@@ -38,6 +40,9 @@ class Failure:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}")
+        # Whoever built it, a failure record never carries credentials.
+        object.__setattr__(self, "uri", redact(self.uri))
+        object.__setattr__(self, "message", redact(self.message))
 
     @classmethod
     def of(cls, row: Optional[IndexRow], stage: str, err: BaseException,

@@ -13,6 +13,10 @@ class DistillOptions(PipelineOptions):
         parser.add_argument("--config", default=None, help="YAML config file (defaults apply without one).")
         parser.add_argument("--backend", default=None, help="ASR backend, overriding the config's.")
         parser.add_argument("--resume", action="store_true", default=False,
-                            help="Skip keys already written to --output.")
+                            help="Finish an interrupted run (or add new index rows to a finished one): keys "
+                            "with a transcript in --output are skipped, segments already transcribed reused.")
+        parser.add_argument("--skip_failed", action="store_true", default=False,
+                            help="With --resume: also skip keys that already have a file-level failure "
+                            "record (default: try them again).")
         parser.add_argument("--stop_after", choices=["segment"], default=None,
                             help="'segment': write segments-*.jsonl instead of transcribing.")

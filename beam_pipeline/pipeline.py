@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import posixpath
 import time
+from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
+from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
+from transforms.admit import Admit
 from transforms.decode import Decode
 from transforms.inference import Transcribe
 from transforms.read_index import ReadIndex
 from transforms.reassemble import Reassemble
+from transforms.resume import ReuseTexts, read_committed
 from transforms.segments import CutSegments
 from transforms.vad import DetectSpeech
-from transforms.write import WriteFailures, WriteJsonl
+from transforms.write import WriteFailures, WriteJsonl, work_path
 
 log = logging.getLogger(__name__)
 
@@ -37,65 +44,114 @@ def _segment_row(seg) -> dict:
 
 
 def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
-          stop_after: Optional[str] = None) -> dict[str, beam.PCollection]:
-    """The whole graph. Returns the PCollections that get written, by output kind."""
-    shards = cfg.writer.num_shards
-    rows = p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format)
-    audio = rows.good | "Decode" >> Decode(cfg.audio)
+          stop_after: Optional[str] = None, resume: bool = False,
+          skip_failed: bool = False) -> dict[str, beam.PCollection]:
+    """The whole graph: every index row ends in one committed transcript or failure record.
+
+    Returns what gets written, by output kind (tests check these with assert_that)."""
+    retry = cfg.data.retry_policy()
+    write = partial(WriteJsonl, output, cfg=cfg.writer, retry=retry)
+    before = read_committed(p, output, resume)
+    rows = p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry)
+    admitted = (rows, before.transcript_keys, before.failures) | "Admit" >> Admit(skip_failed)
+    audio = admitted.rows | "Decode" >> Decode(cfg.audio, retry)
     voiced = audio.good | "VAD" >> DetectSpeech(cfg.vad)
     cut = voiced.good | "Segments" >> CutSegments(cfg.segmenting)
-    failures = [rows.failures, audio.failures, voiced.failures, cut.failures]
+    failures = [admitted.failures, audio.failures, voiced.failures, cut.failures]
     written = {}
     if stop_after == "segment":
         written["segments"] = cut.segments | "SegmentRows" >> beam.Map(_segment_row)
-        written["segments"] | "WriteSegments" >> WriteJsonl(output, "segments", shards)
+        written["segments"] | "WriteSegments" >> write("segments")
     else:
-        # Break fusion: a long file's segments spread over all inference workers.
-        segments = cut.segments | "Spread" >> beam.Reshuffle()
-        asr = segments | "Inference" >> Transcribe(cfg.inference)
-        done = ((cut.files, asr.texts, asr.failed_segments)
+        # Segments transcribed before an interruption are reused; grouping by segment id also breaks
+        # fusion, so a long file's segments spread over all inference workers.
+        todo, reused = (cut.segments, before.texts) | "Resume" >> ReuseTexts()
+        asr = todo | "Inference" >> Transcribe(cfg.inference)
+        asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
+        texts = (asr.texts, reused) | "AllTexts" >> beam.Flatten()
+        done = ((cut.files, texts, asr.failed_segments)
                 | "Reassemble" >> Reassemble(model_label(cfg.inference), prompt_label(cfg.inference)))
         failures += [asr.failures, done.failures]
         written["transcripts"] = done.transcripts
-        done.transcripts | "WriteTranscripts" >> WriteJsonl(output, "transcripts", shards)
+        done.transcripts | "WriteTranscripts" >> write("transcripts")
     written["failures"] = failures | "AllFailures" >> beam.Flatten()
-    written["failures"] | "WriteFailures" >> WriteFailures(output, shards)
+    (written["failures"], admitted.carried) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
     return written
 
 
-def _check_inputs(opts: DistillOptions) -> None:
+def _results(output: str) -> list[str]:
+    return [m.path for kind in OUTPUT_KINDS
+            for m in FileSystems.match([FileSystems.join(output, f"{kind}-*.jsonl")])[0].metadata_list]
+
+
+def _check_inputs(opts: DistillOptions, cfg: Config) -> None:
     if not opts.input_index or not opts.output:
         raise UsageError("both --input_index and --output are required")
-    if opts.resume:
-        raise UsageError("--resume is not available yet: write to a new --output directory")
     if not FileSystems.match([opts.input_index])[0].metadata_list:
-        raise UsageError(f"no index file matches --input_index={opts.input_index}")
-    existing = [m.path for kind in OUTPUT_KINDS
-                for m in FileSystems.match([FileSystems.join(opts.output, f"{kind}-*.jsonl")])[0].metadata_list]
-    if existing:
-        raise UsageError(f"--output={opts.output} already holds results ({len(existing)} files); "
-                         "choose a new directory")
+        raise UsageError(f"no index file matches --input_index={redact(opts.input_index)}")
+    if opts.skip_failed and not opts.resume:
+        raise UsageError("--skip_failed only applies with --resume")
+    if opts.resume and opts.stop_after:
+        raise UsageError("--resume does not apply to --stop_after=segment: write to a new --output directory")
+    interrupted = FileSystems.exists(work_path(opts.output, "run.json"))
+    if not opts.resume:
+        existing = _results(opts.output)
+        if interrupted or existing:
+            raise UsageError(f"--output={redact(opts.output)} already holds results "
+                             f"({'an interrupted run' if interrupted else f'{len(existing)} files'}): "
+                             "pass --resume to finish it, or choose a new directory")
+        return
+    if interrupted:
+        with FileSystems.open(work_path(opts.output, "run.json")) as f:
+            before = json.load(f).get("work_digest")
+        if before != cfg.work_digest():
+            raise UsageError("the config changed since the interrupted run (VAD, segmenting or inference "
+                             "settings): resume with the same config, or write to a new --output directory")
+
+
+def _start_work(output: str, cfg: Config, resume: bool) -> None:
+    """Marks the output dir as holding a run in progress; on resume, sets earlier failures aside.
+
+    Admit carries the old failure records of keys that stay done and drops those of keys processed
+    again, so the finished directory holds each record once. Moving files is O(files), not O(keys).
+    """
+    write_json(work_path(output, "run.json"), {"work_digest": cfg.work_digest()})
+    if resume:
+        old = [m.path for m in FileSystems.match([FileSystems.join(output, "failures-*.jsonl")])[0].metadata_list]
+        if old:
+            FileSystems.rename(old, [work_path(output, "failures-before", posixpath.basename(path))
+                                     for path in old])
+
+
+def _finish_work(output: str) -> None:
+    try:
+        FileSystems.delete([work_path(output)])
+    except BeamIOError as err:
+        log.warning("could not remove %s: %s", redact(work_path(output)), type(err).__name__)
 
 
 def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job and returns the run record that was written to OUTPUT/run.json."""
     options = PipelineOptions(argv)
     opts = options.view_as(DistillOptions)
-    _check_inputs(opts)
     cfg = load_config(opts.config).with_backend(opts.backend)
+    _check_inputs(opts, cfg)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     p = test_pipeline or beam.Pipeline(options=options)
-    build(p, cfg, opts.input_index, opts.output, opts.stop_after)
+    _start_work(opts.output, cfg, opts.resume)
+    build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed)
     result = p.run()
     result.wait_until_finish()
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
-        input_index=opts.input_index, output=opts.output, runner=str(runner), stop_after=opts.stop_after,
+        input_index=redact(opts.input_index), output=redact(opts.output), resumed=opts.resume,
+        runner=str(runner), stop_after=opts.stop_after,
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
     write_json(FileSystems.join(opts.output, "run.json"), record)
+    _finish_work(opts.output)
     print(format_summary(record), flush=True)
     return record
 

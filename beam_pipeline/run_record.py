@@ -43,10 +43,13 @@ def versions() -> dict[str, str]:
 
 def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, started_at: str,
                      input_index: str, output: str, runner: str, stop_after, model: str, backend: str,
-                     config: dict, config_digest: str) -> dict[str, Any]:
+                     config: dict, config_digest: str, resumed: bool = False) -> dict[str, Any]:
     get = partial(_get, metrics)
     status = {s: get("reassemble", f"status_{s}") for s in ("ok", "no_speech", "partial")}
-    failures_by_stage = {k: v for k, v in metrics.get("failures", {}).items() if k not in ("files", "segments")}
+    by_kind = metrics.get("failures", {})
+    failures_by_stage = {k: v for k, v in by_kind.items() if k not in ("files", "segments") and ":" not in k}
+    failures_by_type = {k: v for k, v in sorted(by_kind.items()) if ":" in k}
+    skipped = get("resume", "rows_skipped")
     file_failures = get("failures", "files")
     rows = get("index", "rows")
     audio_s = get("decode", "audio_ms") / 1000
@@ -71,9 +74,19 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
             "failures": file_failures,
             "segment_failures": get("failures", "segments"),
             "failures_by_stage": failures_by_stage,
+            "failures_by_type": failures_by_type,
         },
+        "resume": {
+            "resumed": resumed,
+            "rows_skipped": skipped,
+            "segments_reused": get("resume", "segments_reused"),
+            "failures_carried": get("resume", "failures_carried"),
+            "failures_replaced": get("resume", "failures_replaced"),
+        },
+        "retries": {"read": get("read", "retries"), "write": get("write", "retries")},
         "stages": stage_table(metrics),
-        "reconciled": rows == files_done + file_failures,
+        # Every index row: skipped as already done, or one transcript, or one file-level failure.
+        "reconciled": rows == skipped + files_done + file_failures,
         "audio_s": round(audio_s, 3),
         "speech_s": round(get("vad", "speech_ms") / 1000, 3),
         "segment_audio_s": round(get("segment", "segment_ms") / 1000, 3),
@@ -126,6 +139,10 @@ def format_summary(record: dict) -> str:
     head = (f"rows {c['index_rows']} -> " + (f"{c['segments']} segments written" if record["stop_after"] else
             f"transcripts {c['transcripts']} (ok {st['ok']}, no_speech {st['no_speech']}, "
             f"partial {st['partial']})") + f", failed files {c['failures']}")
+    if record["resume"]["resumed"]:
+        r = record["resume"]
+        head += (f"; resumed: {r['rows_skipped']} rows already done, {r['segments_reused']} segments reused, "
+                 f"{r['failures_carried']} failure records carried over")
     tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
             f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
             f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import struct
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,21 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int, channels: int = 1) -> None
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes(np.ascontiguousarray(pcm, dtype=np.int16).tobytes())
+
+
+def write_raw_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1,
+                  declared_data_bytes: int | None = None) -> Path:
+    """A RIFF/WAVE file written by hand, so tests can make what no encoder would: float samples holding
+    NaN, absurd rates, a data chunk whose declared size lies."""
+    samples = np.ascontiguousarray(samples)
+    is_float = samples.dtype.kind == "f"
+    fmt_code, width = (3, 4) if is_float else (1, 2)
+    data = samples.astype("<f4" if is_float else "<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", fmt_code, channels, rate, rate * channels * width, channels * width, 8 * width)
+    size = len(data) if declared_data_bytes is None else declared_data_bytes
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", size) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", min(len(body), 0xFFFFFFFF)) + body)
+    return path
 
 
 # ffmpeg arguments per target container; video containers get a tiny black picture track.

@@ -10,6 +10,7 @@ from apache_beam.metrics import Metrics
 from asr_distill.config import AudioConfig
 from asr_distill.media import DecodeError, decode_to_mono16k
 from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
+from asr_distill.retry import RetryPolicy, retry_call
 from transforms.common import StageOutputs, fail, run_stage
 
 
@@ -17,8 +18,14 @@ class OpenError(OSError):
     pass
 
 
-def _open_error(err: Exception) -> OpenError:
+class FileTooLargeError(ValueError):
+    pass
+
+
+def _open_error(err: Exception, uri: str) -> OpenError:
     # The uri is in the failure record already; messages carry only the reason.
+    if isinstance(err, ValueError) and "Unable to get filesystem" in str(err):
+        return OpenError(f"cannot open: no file system is registered for {FileSystems.get_scheme(uri)}://")
     reason = getattr(err, "strerror", None) or type(err).__name__
     if isinstance(err, BeamIOError) and getattr(err, "exception_details", None):
         inner = next(iter(err.exception_details.values()))
@@ -26,25 +33,41 @@ def _open_error(err: Exception) -> OpenError:
     return OpenError(f"cannot open: {reason}")
 
 
+def _size(source) -> int:
+    size = source.seek(0, 2)
+    source.seek(0)
+    return size
+
+
 class DecodeDoFn(beam.DoFn):
-    def __init__(self, cfg: AudioConfig):
+    def __init__(self, cfg: AudioConfig, retry: RetryPolicy):
         self._cfg = cfg
+        self._retry = retry
+
+    def _open_and_decode(self, uri: str):
+        source = FileSystems.open(uri, mime_type="application/octet-stream",
+                                  compression_type=CompressionTypes.UNCOMPRESSED)
+        with source:
+            size = _size(source)
+            if self._cfg.max_size_bytes and size > self._cfg.max_size_bytes:
+                raise FileTooLargeError(f"file is {size} bytes, more than max_size_bytes={self._cfg.max_size_bytes}")
+            return decode_to_mono16k(source, self._cfg.max_duration_s)
 
     def process(self, row: IndexRow):
+        def count_retry(_err):
+            Metrics.counter("read", "retries").inc()
         try:
-            source = FileSystems.open(row.uri, mime_type="application/octet-stream",
-                                      compression_type=CompressionTypes.UNCOMPRESSED)
-        except (OSError, BeamIOError, ValueError) as err:
-            yield fail("read", row, _open_error(err))
-            return
-        try:
-            with source:
-                wave = decode_to_mono16k(source, self._cfg.max_duration_s)
+            # A transient error anywhere in reading starts the file again; decode errors are final.
+            wave = retry_call(lambda: self._open_and_decode(row.uri), self._retry, "read media",
+                              on_retry=count_retry)
         except DecodeError as err:
             yield fail("decode", row, err)
             return
-        except OSError as err:
-            yield fail("read", row, _open_error(err))
+        except FileTooLargeError as err:
+            yield fail("read", row, err)
+            return
+        except (OSError, BeamIOError, ValueError) as err:
+            yield fail("read", row, _open_error(err, row.uri))
             return
         Metrics.counter("decode", "files").inc()
         Metrics.counter("decode", "audio_ms").inc(int(len(wave) * 1000 / SAMPLE_RATE))
@@ -52,10 +75,12 @@ class DecodeDoFn(beam.DoFn):
 
 
 class Decode(beam.PTransform):
-    def __init__(self, cfg: AudioConfig):
+    def __init__(self, cfg: AudioConfig, retry: RetryPolicy = RetryPolicy()):
         super().__init__()
         self._cfg = cfg
+        self._retry = retry
 
     def expand(self, rows) -> StageOutputs:
-        outputs, failures = run_stage(rows, "DecodeFiles", DecodeDoFn(self._cfg), "decode", lambda row: row)
+        outputs, failures = run_stage(rows, "DecodeFiles", DecodeDoFn(self._cfg, self._retry), "decode",
+                                      lambda row: row)
         return StageOutputs(outputs.good, failures)

@@ -1,50 +1,127 @@
-"""Write: sharded JSONL files in the output directory (any FileSystems scheme)."""
+"""Write: results are committed as they come, in JSONL files named by their content.
+
+A worker buffers records and commits them every `commit_every_records` records, every `commit_every_s`
+seconds and at the end of each bundle: the lines go to a temporary file under OUTPUT/_work/tmp and are
+renamed to OUTPUT/NAME-<hash of the lines>.jsonl. A job killed at any moment leaves only whole files,
+and a bundle the runner retries with the same records commits the same name again instead of a copy.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import uuid
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from asr_distill.records import Failure
+from asr_distill.config import WriterConfig
+from asr_distill.records import Failure, SegmentText
+from asr_distill.retry import RetryPolicy, retry_call
+
+WORK_DIR = "_work"
+
+
+def work_path(output_dir: str, *parts: str) -> str:
+    return FileSystems.join(output_dir, WORK_DIR, *parts)
 
 
 def to_json_line(record) -> str:
+    if isinstance(record, str):  # already a committed line (carried over on resume)
+        return record
     if isinstance(record, Failure):
         record = record.to_json()
+    elif isinstance(record, SegmentText):
+        record = segment_text_json(record)
     return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+def segment_text_json(t: SegmentText) -> dict:
+    return {"key": t.key, "index": t.index, "start_s": t.start_s, "end_s": t.end_s, "text": t.text,
+            "signals": t.signals, "parts": [list(p) for p in t.parts]}
+
+
+def segment_text_from_json(d: dict) -> SegmentText:
+    return SegmentText(d["key"], d["index"], d["start_s"], d["end_s"], d["text"], d["signals"],
+                       tuple(tuple(p) for p in d["parts"]))
+
+
+def _write_then_rename(tmp: str, final: str, data: bytes) -> None:
+    with FileSystems.create(tmp, mime_type="application/jsonl") as f:
+        f.write(data)
+    FileSystems.rename([tmp], [final])
+
+
+class _Commit(beam.DoFn):
+    def __init__(self, directory: str, name: str, tmp_dir: str, cfg: WriterConfig, retry: RetryPolicy):
+        self._directory = directory
+        self._name = name
+        self._tmp_dir = tmp_dir
+        self._cfg = cfg
+        self._retry = retry
+
+    def start_bundle(self):
+        self._lines: list[str] = []
+        self._oldest = 0.0
+
+    def process(self, record):
+        if not self._lines:
+            self._oldest = time.monotonic()
+        self._lines.append(to_json_line(record))
+        if (len(self._lines) >= self._cfg.commit_every_records
+                or time.monotonic() - self._oldest >= self._cfg.commit_every_s):
+            self._commit()
+
+    def finish_bundle(self):
+        self._commit()
+
+    def _commit(self):
+        if not self._lines:
+            return
+        data = ("\n".join(self._lines) + "\n").encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()[:20]
+        final = FileSystems.join(self._directory, f"{self._name}-{digest}.jsonl")
+        tmp = FileSystems.join(self._tmp_dir, f"{self._name}-{uuid.uuid4().hex}.tmp")
+        retry_call(lambda: _write_then_rename(tmp, final, data), self._retry, f"commit {self._name}",
+                   on_retry=lambda _err: Metrics.counter("write", "retries").inc())
+        Metrics.counter("write", f"{self._name}_records").inc(len(self._lines))
+        Metrics.counter("write", "commits").inc()
+        self._lines = []
+
+
+class WriteJsonl(beam.PTransform):
+    """Commits records (dicts, Failures, SegmentTexts or ready JSON lines) as DIR/NAME-<hash>.jsonl."""
+
+    def __init__(self, output_dir: str, name: str, cfg: WriterConfig, retry: RetryPolicy, work: bool = False):
+        super().__init__()
+        self._directory = work_path(output_dir) if work else output_dir
+        self._tmp = work_path(output_dir, "tmp")
+        self._name = name
+        self._cfg = cfg
+        self._retry = retry
+
+    def expand(self, records):
+        return records | "Commit" >> beam.ParDo(_Commit(self._directory, self._name, self._tmp, self._cfg,
+                                                        self._retry))
 
 
 def _count_failure(failure: Failure) -> Failure:
     Metrics.counter("failures", failure.stage).inc()
     Metrics.counter("failures", "files" if failure.segment_index is None else "segments").inc()
+    Metrics.counter("failures", f"{failure.stage}:{failure.error_type}").inc()
     return failure
 
 
-class WriteJsonl(beam.PTransform):
-    """Writes DIR/NAME-SSSSS-of-NNNNN.jsonl."""
-
-    def __init__(self, output_dir: str, name: str, num_shards: int = 0):
-        super().__init__()
-        self._prefix = FileSystems.join(output_dir, name)
-        self._num_shards = num_shards
-
-    def expand(self, records):
-        return (records
-                | "ToJson" >> beam.Map(to_json_line)
-                | "Write" >> beam.io.WriteToText(self._prefix, file_name_suffix=".jsonl",
-                                                 num_shards=self._num_shards, shard_name_template=None))
-
-
 class WriteFailures(beam.PTransform):
-    def __init__(self, output_dir: str, num_shards: int = 0):
-        super().__init__()
-        self._output_dir = output_dir
-        self._num_shards = num_shards
+    """This run's Failures (counted) and failure lines carried over from before (not counted again)."""
 
-    def expand(self, failures):
-        return (failures
-                | "Count" >> beam.Map(_count_failure)
-                | "Jsonl" >> WriteJsonl(self._output_dir, "failures", self._num_shards))
+    def __init__(self, output_dir: str, cfg: WriterConfig, retry: RetryPolicy):
+        super().__init__()
+        self._args = (output_dir, "failures", cfg, retry)
+
+    def expand(self, inputs):
+        failures, carried = inputs
+        counted = failures | "Count" >> beam.Map(_count_failure)
+        return (counted, carried) | "WithCarried" >> beam.Flatten() | "Jsonl" >> WriteJsonl(*self._args)
