@@ -8,9 +8,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from asr_distill.config import AudioConfig
-from asr_distill.media import DecodeError, decode_to_mono16k
+from asr_distill.media import DecodeError, EmptyAudioError, decode_to_mono16k
 from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
-from asr_distill.retry import RetryPolicy, retry_call
+from asr_distill.retry import RetryPolicy, is_transient, retry_call
 from transforms.common import StageOutputs, fail, run_stage
 
 
@@ -22,14 +22,15 @@ class FileTooLargeError(ValueError):
     pass
 
 
-def _open_error(err: Exception, uri: str) -> OpenError:
+def _open_error(err: Exception, uri: str, attempts: int) -> OpenError:
     # The uri is in the failure record already; messages carry only the reason.
     if isinstance(err, ValueError) and "Unable to get filesystem" in str(err):
         return OpenError(f"cannot open: no file system is registered for {FileSystems.get_scheme(uri)}://")
-    reason = getattr(err, "strerror", None) or type(err).__name__
     if isinstance(err, BeamIOError) and getattr(err, "exception_details", None):
-        inner = next(iter(err.exception_details.values()))
-        reason = getattr(inner, "strerror", None) or type(inner).__name__
+        err = next(iter(err.exception_details.values()))
+    reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+    if is_transient(err):
+        reason += f" ({type(err).__name__}; still failing after {attempts} attempts)"
     return OpenError(f"cannot open: {reason}")
 
 
@@ -49,6 +50,8 @@ class DecodeDoFn(beam.DoFn):
                                   compression_type=CompressionTypes.UNCOMPRESSED)
         with source:
             size = _size(source)
+            if size == 0:
+                raise EmptyAudioError("file is empty (0 bytes)")
             if self._cfg.max_size_bytes and size > self._cfg.max_size_bytes:
                 raise FileTooLargeError(f"file is {size} bytes, more than max_size_bytes={self._cfg.max_size_bytes}")
             return decode_to_mono16k(source, self._cfg.max_duration_s)
@@ -67,7 +70,7 @@ class DecodeDoFn(beam.DoFn):
             yield fail("read", row, err)
             return
         except (OSError, BeamIOError, ValueError) as err:
-            yield fail("read", row, _open_error(err, row.uri))
+            yield fail("read", row, _open_error(err, row.uri, self._retry.attempts))
             return
         Metrics.counter("decode", "files").inc()
         Metrics.counter("decode", "audio_ms").inc(int(len(wave) * 1000 / SAMPLE_RATE))

@@ -119,7 +119,7 @@ def _parse(pos: Position, raw):
     try:
         if isinstance(raw, bytes):
             try:
-                raw = parse_json_line(raw.decode("utf-8"))
+                raw = parse_json_line(raw.decode("utf-8").strip())
             except UnicodeDecodeError:
                 raise IndexRowError("line is not UTF-8 text") from None
         row = parse_index_row(raw, pos.path)
