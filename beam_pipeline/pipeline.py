@@ -119,8 +119,10 @@ def _start_work(output: str, cfg: Config, resume: bool) -> None:
     if resume:
         old = [m.path for m in FileSystems.match([FileSystems.join(output, "failures-*.jsonl")])[0].metadata_list]
         if old:
-            FileSystems.rename(old, [work_path(output, "failures-before", posixpath.basename(path))
-                                     for path in old])
+            aside = work_path(output, "failures-before")
+            if not FileSystems.exists(aside):
+                FileSystems.mkdirs(aside)
+            FileSystems.rename(old, [FileSystems.join(aside, posixpath.basename(path)) for path in old])
 
 
 def _finish_work(output: str) -> None:
