@@ -200,3 +200,29 @@ def test_packed_segments_transcribe_as_well(tmp_path, long_forms, full_run):
         assert parts[0][0] == s["start_s"] and parts[-1][1] == s["end_s"]
         assert sum(b - a for a, b in parts) <= 30.0
     assert speechgen.word_error_rate(talk.text, rec["text"]) <= 0.15
+
+
+def test_a_segment_failing_inference_makes_its_file_partial(monkeypatch, tmp_path, long_forms):
+    """The vllm backend on vLLM's engine interface (tests/fake_vllm.py), refusing segments over 20 s."""
+    import fake_vllm
+
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_llm_engine", fake_vllm.FakeLLMEngine)
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
+    monkeypatch.setattr(fake_vllm, "MAX_AUDIO_S", 20.0)
+    cfg = tmp_path / "vllm.yaml"
+    cfg.write_text("inference:\n  backend: vllm\n  model: fake-qwen2-audio\n  share_across_processes: false\n")
+    talk = long_forms["talk_mp3"]
+    index = write_index(tmp_path / "i.jsonl", [{"key": "talk", "uri": str(talk.path)}])
+    out = tmp_path / "o"
+    record = run([f"--input_index={index}", f"--output={out}", f"--config={cfg}"], test_pipeline=BeamTestPipeline())
+    [t] = read_jsonl(out, "transcripts")
+    failures = read_jsonl(out, "failures")
+    assert t["status"] == "partial" and t["failed_segments"]
+    assert all(s["end_s"] - s["start_s"] <= 20.0 for s in t["segments"]) and t["segments"]
+    assert sorted(f["segment_index"] for f in failures) == t["failed_segments"]
+    assert {(f["key"], f["stage"], f["error_type"]) for f in failures} == {("talk", "inference", "ValueError")}
+    assert all("longer than max_model_len" in f["message"] for f in failures)
+    c = record["counts"]
+    assert c["status"]["partial"] == 1 and c["failures"] == 0 and c["segment_failures"] == len(failures)
+    assert record["reconciled"]
