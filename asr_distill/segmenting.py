@@ -95,13 +95,15 @@ def _samples(wave: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
 
 
 def cut_segments(audio: DecodedAudio, plan: list[Region]) -> list[Segment]:
+    """The planned segments. A plain segment's audio is a view into the file's wave (no copy: a worker
+    holds an hour of audio once, not twice); a packed one joins its parts into a new array."""
     wave = audio.wave
     segments = []
     for i, r in enumerate(plan):
         if r.parts:
             samples = np.concatenate([_samples(wave, a, b) for a, b in r.parts])
         else:
-            samples = _samples(wave, r.start_s, r.end_s).copy()
+            samples = _samples(wave, r.start_s, r.end_s)
         segments.append(Segment(key=audio.row.key, index=i, start_s=round(r.start_s, 3),
                                 end_s=round(r.end_s, 3), audio=samples, language=audio.row.language,
                                 uri=audio.row.uri, parts=r.parts))

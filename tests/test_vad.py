@@ -1,11 +1,16 @@
+import numpy as np
 import pytest
 
 from asr_distill.config import VadConfig
 from asr_distill.media import decode_to_mono16k
+from asr_distill.silero_blocks import SileroBlocks
 from asr_distill.vad import SileroVad
+from benchmarks.frontend import naive_decode, naive_regions
+
+BACKENDS = ["silero", "silero-sequence", "silero-onnx", "silero-jit"]
 
 
-@pytest.mark.parametrize("backend", ["silero-onnx", "silero-jit"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_regions_cover_each_spoken_sentence(long_forms, backend):
     talk = long_forms["talk_mp3"]
     wave = decode_to_mono16k(str(talk.path))
@@ -26,3 +31,32 @@ def test_regions_cover_each_spoken_sentence(long_forms, backend):
 def test_silence_has_no_regions(silence_file):
     wave = decode_to_mono16k(str(silence_file))
     assert SileroVad(VadConfig()).speech_regions(wave) == []
+
+
+def test_block_probabilities_are_the_stock_models(long_forms):
+    """Frame by frame through silero-vad's own ONNX wrapper vs our blocks: the same numbers."""
+    import torch
+    from silero_vad import load_silero_vad
+
+    wave = decode_to_mono16k(str(long_forms["talk_flac"].path))[: 16000 * 20 + 100]  # a partial last frame
+    stock = load_silero_vad(onnx=True)
+    padded = np.zeros(-(-len(wave) // 512) * 512, np.float32)
+    padded[: len(wave)] = wave
+    want = np.array([stock(torch.from_numpy(padded[i:i + 512]), 16000).item() for i in range(0, len(padded), 512)])
+    for block in (7, 256, 4096):  # state carried across blocks of any size
+        got = SileroBlocks(block_frames=block).speech_probs(wave)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_front_end_regions_match_the_naive_reference(long_forms):
+    """Ours (soxr decode + block VAD) vs the reference (FFmpeg resampler + stock per-frame Silero):
+    the same number of regions, every boundary within 30 ms."""
+    cfg = VadConfig()
+    vad = SileroVad(cfg)
+    for name, talk in long_forms.items():
+        ref = naive_regions(naive_decode(str(talk.path)), cfg)
+        ours = [(r.start_s, r.end_s) for r in vad.speech_regions(decode_to_mono16k(str(talk.path)))]
+        assert len(ours) == len(ref), name
+        for (a0, a1), (b0, b1) in zip(ref, ours):
+            assert abs(a0 - b0) <= 0.030 and abs(a1 - b1) <= 0.030, (name, (a0, a1), (b0, b1))
