@@ -49,19 +49,25 @@ class SileroBlocks:
         """One speech probability per 512-sample frame (the last frame zero-padded)."""
         torch = self._torch
         frames = -(-len(wave) // FRAME)
-        samples = np.zeros(CONTEXT + frames * FRAME, np.float32)
-        samples[CONTEXT:CONTEXT + len(wave)] = wave
-        signal = torch.from_numpy(samples)
         out, state = [], None
         with torch.inference_mode():
             for first in range(0, frames, self._block):
                 last = min(frames, first + self._block)
-                x = signal[first * FRAME: last * FRAME + CONTEXT].unfold(0, CONTEXT + FRAME, FRAME)
-                x = self._features(x)
-                h, state = self._lstm(x.unsqueeze(1), state)
+                x = torch.from_numpy(self._block_samples(wave, first, last)).unfold(0, CONTEXT + FRAME, FRAME)
+                h, state = self._lstm(self._features(x).unsqueeze(1), state)
                 logits = torch.nn.functional.relu(h[:, 0]) @ self._out_w.T + self._out_b
                 out.append(torch.sigmoid(logits).reshape(-1))
         return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+    @staticmethod
+    def _block_samples(wave: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Frames first..last-1 with the 64 samples before them (zeros before the start and past the end);
+        a block at a time, so an hour of audio is never copied whole."""
+        start = first * FRAME - CONTEXT
+        block = np.zeros(CONTEXT + (last - first) * FRAME, np.float32)
+        piece = wave[max(start, 0): last * FRAME]
+        block[max(-start, 0): max(-start, 0) + len(piece)] = piece
+        return block
 
     def _features(self, frames):
         torch = self._torch

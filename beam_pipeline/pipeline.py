@@ -13,7 +13,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
@@ -132,6 +132,34 @@ def _finish_work(output: str) -> None:
         log.warning("could not remove %s: %s", redact(work_path(output)), type(err).__name__)
 
 
+_JAR_FLAGS = {"FlinkRunner": "--flink_job_server_jar", "SparkRunner": "--spark_job_server_jar"}
+
+
+def _job_server_help(runner: str, beam_message: str) -> str:
+    jar_flag = _JAR_FLAGS.get(runner.split(".")[-1], "--<runner>_job_server_jar")
+    cached = beam_message.rsplit("stage the jar at ", 1)[-1] if "stage the jar at " in beam_message else None
+    return (f"{runner} needs Beam's job server, and its jar could not be downloaded (no access to Maven "
+            f"Central from here?). Either pass {jar_flag}=/path/to/the-job-server.jar (download it where "
+            "there is network; launch/README.md says which one)" + (f" or put it at {cached}" if cached else "")
+            + ", or start the job server yourself and pass --runner=PortableRunner --job_endpoint=HOST:8099 "
+            "(launch/flink/ and launch/spark/ run one beside the cluster).")
+
+
+def describe_environment(options: PipelineOptions) -> dict:
+    """Where the SDK workers ran, for run.json."""
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner")
+    if runner.split(".")[-1] in ("DirectRunner", "direct"):
+        direct = options.view_as(DirectOptions)
+        return {"kind": "direct", "running_mode": direct.direct_running_mode,
+                "num_workers": direct.direct_num_workers}
+    portable = options.view_as(PortableOptions)
+    env = {"kind": "portable", "environment_type": portable.environment_type or "DOCKER",
+           "job_endpoint": portable.job_endpoint}
+    if portable.environment_type == "EXTERNAL":
+        env["environment_config"] = portable.environment_config
+    return env
+
+
 def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job and returns the run record that was written to OUTPUT/run.json."""
     options = PipelineOptions(argv)
@@ -144,12 +172,19 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     p = test_pipeline or beam.Pipeline(options=options)
     _start_work(opts.output, cfg, opts.resume)
     build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed)
-    result = p.run()
+    try:
+        result = p.run()
+    except RuntimeError as err:
+        if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
+            raise
+        if not opts.resume:
+            _finish_work(opts.output)  # nothing ran: leave the directory as it was
+        raise UsageError(_job_server_help(str(runner), str(err))) from None
     result.wait_until_finish()
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
         input_index=redact(opts.input_index), output=redact(opts.output), resumed=opts.resume,
-        runner=str(runner), stop_after=opts.stop_after,
+        runner=str(runner), environment=describe_environment(options), stop_after=opts.stop_after,
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
     write_json(FileSystems.join(opts.output, "run.json"), record)

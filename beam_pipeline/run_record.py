@@ -43,7 +43,8 @@ def versions() -> dict[str, str]:
 
 def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, started_at: str,
                      input_index: str, output: str, runner: str, stop_after, model: str, backend: str,
-                     config: dict, config_digest: str, resumed: bool = False) -> dict[str, Any]:
+                     config: dict, config_digest: str, resumed: bool = False,
+                     environment: dict | None = None) -> dict[str, Any]:
     get = partial(_get, metrics)
     status = {s: get("reassemble", f"status_{s}") for s in ("ok", "no_speech", "partial")}
     by_kind = metrics.get("failures", {})
@@ -63,6 +64,7 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
         "input_index": input_index,
         "output": output,
         "runner": runner,
+        "environment": environment,
         "stop_after": stop_after,
         "counts": {
             "index_rows": rows,
