@@ -8,6 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from asr_distill.records import Failure, IndexRow
+from transforms import coders  # noqa: F401  (registers the audio coder)
 
 GOOD = "good"
 FAILURES = "failures"
@@ -37,9 +38,14 @@ def _crash_to_failure(dead_letter, stage: str, row_of: Callable):
 
 
 def run_stage(pcoll, label: str, dofn: beam.DoFn, stage: str, row_of: Callable,
-              extra_tags: tuple = ()) -> beam.pvalue.DoOutputsTuple:
-    """ParDo whose expected errors come out on FAILURES and whose unexpected ones become failures too."""
-    outputs = (pcoll | label >> beam.ParDo(dofn)
+              extra_tags: tuple = (), output_type=None) -> beam.pvalue.DoOutputsTuple:
+    """ParDo whose expected errors come out on FAILURES and whose unexpected ones become failures too.
+
+    `output_type` types the good output, so that Beam picks its registered coder (transforms/coders.py)."""
+    pardo = beam.ParDo(dofn)
+    if output_type is not None:
+        pardo = pardo.with_output_types(output_type)
+    outputs = (pcoll | label >> pardo
                .with_outputs(FAILURES, *extra_tags, main=GOOD)
                .with_exception_handling(main_tag=GOOD, dead_letter_tag=_CRASHED))
     crashed = outputs[_CRASHED] | f"{label}Unexpected" >> beam.Map(_crash_to_failure, stage, row_of)

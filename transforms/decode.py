@@ -85,5 +85,5 @@ class Decode(beam.PTransform):
 
     def expand(self, rows) -> StageOutputs:
         outputs, failures = run_stage(rows, "DecodeFiles", DecodeDoFn(self._cfg, self._retry), "decode",
-                                      lambda row: row)
+                                      lambda row: row, output_type=DecodedAudio)
         return StageOutputs(outputs.good, failures)

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from asr_distill.config import SegmentingConfig
-from asr_distill.records import SAMPLE_RATE, FileInfo, VoicedAudio
+from asr_distill.records import SAMPLE_RATE, FileInfo, Segment, VoicedAudio
 from asr_distill.segmenting import cut_segments, plan_segments
 from transforms.common import run_stage
 
@@ -47,5 +47,5 @@ class CutSegments(beam.PTransform):
 
     def expand(self, voiced) -> SegmentOutputs:
         outputs, failures = run_stage(voiced, "Plan", SegmentDoFn(self._cfg), "segment",
-                                      lambda v: v.audio.row, extra_tags=(FILES,))
+                                      lambda v: v.audio.row, extra_tags=(FILES,), output_type=Segment)
         return SegmentOutputs(outputs.good, outputs[FILES], failures)

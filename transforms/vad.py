@@ -37,5 +37,6 @@ class DetectSpeech(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, audio) -> StageOutputs:
-        outputs, failures = run_stage(audio, "Silero", VadDoFn(self._cfg), "vad", lambda a: a.row)
+        outputs, failures = run_stage(audio, "Silero", VadDoFn(self._cfg), "vad", lambda a: a.row,
+                                      output_type=VoicedAudio)
         return StageOutputs(outputs.good, failures)

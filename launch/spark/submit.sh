@@ -1,0 +1,15 @@
+#!/bin/sh
+# Submit a distillation job to the Spark cluster through Beam's Spark job server (launch/README.md).
+#   launch/spark/submit.sh INDEX OUTPUT [CONFIG]
+# From outside the cluster: kubectl port-forward svc/beam-spark-job-server 8099 8098
+set -eu
+INDEX=$1
+OUTPUT=$2
+CONFIG=${3:-launch/config/h200.yaml}
+JOB_SERVER=${JOB_SERVER:-localhost}
+exec python -m beam_pipeline \
+  --input_index="$INDEX" --output="$OUTPUT" --config="$CONFIG" \
+  --runner=PortableRunner \
+  --job_endpoint="$JOB_SERVER:8099" --artifact_endpoint="$JOB_SERVER:8098" \
+  --environment_type=EXTERNAL --environment_config=localhost:50000 --sdk_worker_parallelism=4 \
+  ${EXTRA_BEAM_ARGS:-}
