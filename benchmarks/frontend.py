@@ -94,8 +94,10 @@ def _worker(mode: str, files: list[str]) -> dict:
     cfg = Config()
     vad = SileroVad(cfg.vad) if mode == "ours" else None
     audio_s = regions = 0
+    per_format = {}
     t0 = time.process_time()
     for path in files:
+        t_file = time.process_time()
         if mode == "naive":
             wave = naive_decode(path)
             found = naive_regions(wave, cfg.vad)
@@ -103,10 +105,12 @@ def _worker(mode: str, files: list[str]) -> dict:
             wave = decode_to_mono16k(path)
             found = vad.speech_regions(wave)
             plan_segments(found, wave, cfg.segmenting)
-        audio_s += len(wave) / 16000
+        seconds = len(wave) / 16000
+        per_format[Path(path).suffix[1:]] = round(seconds / (time.process_time() - t_file), 1)
+        audio_s += seconds
         regions += len(found)
     cpu = time.process_time() - t0
-    return {"audio_s": audio_s, "cpu_s": cpu, "regions": regions}
+    return {"audio_s": audio_s, "cpu_s": cpu, "regions": regions, "x_realtime_by_format": per_format}
 
 
 def _pinned(args: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
