@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from asr_distill.records import Segment
+from asr_distill.records import Segment, segment_id
 from transforms.common import GOOD
 from transforms.write import segment_text_from_json, work_path
 
@@ -60,7 +60,7 @@ def _keyed_failure(line: str):
 
 def _keyed_text(line: str):
     text = segment_text_from_json(json.loads(line))
-    return f"{text.key}-{text.index:05d}", text
+    return segment_id(text.key, text.index), text
 
 
 def read_committed(p, output: str, resume: bool) -> Committed:

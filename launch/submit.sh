@@ -1,8 +1,9 @@
 #!/bin/sh
-# Submit a distillation job to the Flink session cluster through Beam's job server (launch/README.md).
-#   launch/flink/submit.sh INDEX OUTPUT [CONFIG]      e.g. oss://bucket/index.parquet oss://bucket/out
-# JOB_SERVER defaults to the in-cluster service; from outside, port-forward it:
-#   kubectl port-forward svc/beam-flink-job-server 8099 8098
+# Submit a distillation job through a Beam job server (Flink or Spark: the job server decides; see
+# launch/README.md).
+#   launch/submit.sh INDEX OUTPUT [CONFIG]
+# From outside the cluster, port-forward the job server first, e.g.
+#   kubectl port-forward svc/beam-flink-job-server 8099 8098    (or svc/beam-spark-job-server)
 set -eu
 INDEX=$1
 OUTPUT=$2
