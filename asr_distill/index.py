@@ -24,11 +24,13 @@ def default_key(uri: str) -> str:
 
 
 def resolve_uri(uri: str, index_path: Optional[str]) -> str:
-    """Relative local paths in an index are relative to the index file's folder."""
+    """Relative paths in an index are relative to the index file's folder (local or oss://...)."""
     if _SCHEME.match(uri) or posixpath.isabs(uri) or not index_path:
         return uri
-    base = posixpath.dirname(index_path)
-    return posixpath.normpath(posixpath.join(base, uri)) if base else uri
+    scheme = _SCHEME.match(index_path)
+    prefix = scheme.group(0) if scheme else ""
+    base = posixpath.dirname(index_path[len(prefix):])
+    return prefix + posixpath.normpath(posixpath.join(base, uri)) if base else prefix + uri
 
 
 def parse_json_line(line: str) -> dict:

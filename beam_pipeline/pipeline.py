@@ -17,12 +17,14 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
+from asr_distill.oss import OssConfigError
 from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
 from transforms.admit import Admit
 from transforms.decode import Decode
 from transforms.inference import Transcribe
+from transforms.oss_filesystem import OssOptions
 from transforms.read_index import ReadIndex
 from transforms.reassemble import Reassemble
 from transforms.resume import ReuseTexts, read_committed
@@ -79,15 +81,25 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     return written
 
 
+def _match(pattern: str) -> list[str]:
+    """Paths matching pattern; a file system that cannot be used (no OSS endpoint, no keys) is a UsageError."""
+    try:
+        return [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    except BeamIOError as err:
+        inner = next(iter((err.exception_details or {}).values()), None)
+        if isinstance(inner, OssConfigError):
+            raise UsageError(str(inner)) from None
+        raise
+
+
 def _results(output: str) -> list[str]:
-    return [m.path for kind in OUTPUT_KINDS
-            for m in FileSystems.match([FileSystems.join(output, f"{kind}-*.jsonl")])[0].metadata_list]
+    return [path for kind in OUTPUT_KINDS for path in _match(FileSystems.join(output, f"{kind}-*.jsonl"))]
 
 
 def _check_inputs(opts: DistillOptions, cfg: Config) -> None:
     if not opts.input_index or not opts.output:
         raise UsageError("both --input_index and --output are required")
-    if not FileSystems.match([opts.input_index])[0].metadata_list:
+    if not _match(opts.input_index):
         raise UsageError(f"no index file matches --input_index={redact(opts.input_index)}")
     if opts.skip_failed and not opts.resume:
         raise UsageError("--skip_failed only applies with --resume")
@@ -160,11 +172,20 @@ def describe_environment(options: PipelineOptions) -> dict:
     return env
 
 
+def use_oss_settings(options: PipelineOptions, cfg: Config) -> None:
+    """The config's OSS settings, unless flags gave them; FileSystems on this machine use them at once."""
+    oss = options.view_as(OssOptions)
+    oss.oss_endpoint = oss.oss_endpoint or cfg.data.oss_endpoint
+    oss.oss_credentials_file = oss.oss_credentials_file or cfg.data.oss_credentials_file
+    FileSystems.set_options(options)
+
+
 def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job and returns the run record that was written to OUTPUT/run.json."""
     options = PipelineOptions(argv)
     opts = options.view_as(DistillOptions)
     cfg = load_config(opts.config).with_backend(opts.backend)
+    use_oss_settings(options, cfg)
     _check_inputs(opts, cfg)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from asr_distill.records import Failure, IndexRow
-from transforms import coders  # noqa: F401  (registers the audio coder)
+from transforms import coders, oss_filesystem  # noqa: F401  (register the audio coder and oss://)
 
 GOOD = "good"
 FAILURES = "failures"
