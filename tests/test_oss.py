@@ -61,7 +61,7 @@ def test_objects_round_trip_with_ranged_reads_and_multipart_writes(oss):
     assert not FileSystems.exists("oss://media/big.bin") and _read("oss://media/moved/big.bin") == big
     FileSystems.delete(["oss://media/moved"])  # a "directory": everything under the prefix
     assert sorted(oss.buckets["media"]) == ["calls/voilà a b.bin"]
-    with pytest.raises(BeamIOError):
+    with pytest.raises(FileNotFoundError):  # as the local file system does
         FileSystems.open("oss://media/nope.bin")
 
 

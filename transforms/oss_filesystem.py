@@ -139,7 +139,8 @@ class OssFileSystem(FileSystem):
         if writing:
             raw = io.BufferedWriter(UploaderStream(_ObjectUploader(self._oss, bucket, key)), buffer_size=PART_BYTES)
         else:
-            raw = io.BufferedReader(DownloaderStream(_ObjectDownloader(self._oss, bucket, key)),
+            raw = io.BufferedReader(DownloaderStream(_ObjectDownloader(self._oss, bucket, key),
+                                                     read_buffer_size=READ_BUFFER),
                                     buffer_size=READ_BUFFER)
         if compression_type == CompressionTypes.AUTO:
             compression_type = CompressionTypes.detect_compression_type(path)
