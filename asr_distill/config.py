@@ -22,8 +22,9 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    index_format: Literal["auto", "jsonl", "parquet"] = Field(
-        "auto", description="Index file format; 'auto' picks by extension (.parquet, else JSONL).")
+    index_format: Literal["auto", "jsonl", "parquet", "webdataset"] = Field(
+        "auto", description="Index file format; 'auto' picks by extension (.parquet, .tar for WebDataset "
+        "shards, else JSONL).")
     oss_endpoint: Optional[str] = Field(
         None, description="OSS endpoint for oss:// paths, e.g. https://oss-cn-hangzhou-internal.aliyuncs.com "
         "(--oss_endpoint and OSS_ENDPOINT also work). Keys come from OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET "

@@ -8,7 +8,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 class DistillOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--input_index", help="Index file(s): JSONL or Parquet, globs allowed.")
+        parser.add_argument("--input_index", help="Index file(s): JSONL, Parquet or WebDataset .tar shards, globs allowed.")
         parser.add_argument("--output", help="Output directory (local path or any FileSystems scheme).")
         parser.add_argument("--config", default=None, help="YAML config file (defaults apply without one).")
         parser.add_argument("--backend", default=None, help="ASR backend, overriding the config's.")

@@ -121,7 +121,7 @@ def _check_inputs(opts: DistillOptions, cfg: Config) -> None:
                              "settings): resume with the same config, or write to a new --output directory")
 
 
-def _start_work(output: str, cfg: Config, resume: bool) -> None:
+def start_work(output: str, cfg: Config, resume: bool) -> None:
     """Marks the output dir as holding a run in progress; on resume, sets earlier failures aside.
 
     Admit carries the old failure records of keys that stay done and drops those of keys processed
@@ -137,7 +137,7 @@ def _start_work(output: str, cfg: Config, resume: bool) -> None:
             FileSystems.rename(old, [FileSystems.join(aside, posixpath.basename(path)) for path in old])
 
 
-def _finish_work(output: str) -> None:
+def finish_work(output: str) -> None:
     try:
         FileSystems.delete([work_path(output)])
     except BeamIOError as err:
@@ -191,7 +191,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     p = test_pipeline or beam.Pipeline(options=options)
-    _start_work(opts.output, cfg, opts.resume)
+    start_work(opts.output, cfg, opts.resume)
     build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed)
     try:
         result = p.run()
@@ -199,7 +199,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
         if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
             raise
         if not opts.resume:
-            _finish_work(opts.output)  # nothing ran: leave the directory as it was
+            finish_work(opts.output)  # nothing ran: leave the directory as it was
         raise UsageError(_job_server_help(str(runner), str(err))) from None
     result.wait_until_finish()
     record = build_run_record(
@@ -209,7 +209,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
     write_json(FileSystems.join(opts.output, "run.json"), record)
-    _finish_work(opts.output)
+    finish_work(opts.output)
     print(format_summary(record), flush=True)
     return record
 

@@ -1,4 +1,4 @@
-"""ReadIndex: JSONL or Parquet index files (globs allowed) -> (key, (position, IndexRow | Failure)).
+"""ReadIndex: JSONL, Parquet or WebDataset tar files (globs allowed) -> (key, (position, IndexRow | Failure)).
 
 Every row keeps its position (file, byte offset or row number), so "the first row of a duplicated key"
 means the same thing on every runner. Files are split into byte ranges / row groups that workers read
@@ -7,6 +7,7 @@ in parallel; a range is read whole before anything is emitted, so a retried read
 
 from __future__ import annotations
 
+import posixpath
 from typing import Iterator, NamedTuple
 
 import apache_beam as beam
@@ -16,6 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from asr_distill.index import IndexRowError, parse_index_row, parse_json_line, row_identity
+from asr_distill.webdataset import TarIndexError, tar_samples
 from asr_distill.records import Failure
 from asr_distill.retry import RetryPolicy, retry_call
 
@@ -27,7 +29,7 @@ class Position(NamedTuple):
     """Where a row sits: sorts in index order across files."""
 
     path: str
-    offset: int  # JSONL: byte offset of the line; Parquet: row number
+    offset: int  # JSONL: byte offset of the line; Parquet: row number; tar: offset of the audio member
 
     def describe(self) -> str:
         return f"{self.path} {'row' if _is_parquet(self.path) else 'byte'} {self.offset}"
@@ -40,6 +42,8 @@ def _is_parquet(path: str) -> bool:
 def index_format(pattern: str, configured: str = "auto") -> str:
     if configured != "auto":
         return configured
+    if pattern.lower().endswith(".tar"):
+        return "webdataset"
     return "parquet" if _is_parquet(pattern) else "jsonl"
 
 
@@ -59,8 +63,8 @@ class _Ranges(beam.DoFn):
         for meta in sorted(matched, key=lambda m: m.path):
             if self._fmt == "parquet":
                 yield from self._row_groups(meta.path)
-            elif _compressed(meta.path):
-                yield meta.path, 0, -1  # a compressed file is read by one worker
+            elif self._fmt == "webdataset" or _compressed(meta.path):
+                yield meta.path, 0, -1  # a tar or a compressed file is read by one worker
             else:
                 for start in range(0, max(meta.size_in_bytes, 1), RANGE_BYTES):
                     yield meta.path, start, start + RANGE_BYTES
@@ -100,6 +104,15 @@ def _parquet_rows(path: str, group: int, first: int) -> list[tuple[int, dict]]:
     return list(enumerate(table.to_pylist(), start=first))
 
 
+def _tar_rows(path: str, _start: int, _end: int) -> list[tuple[int, dict]]:
+    """A WebDataset shard's samples; member data is skipped by seeking, only headers are read."""
+    with FileSystems.open(path, mime_type=_OCTETS, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return list(tar_samples(f, posixpath.basename(path)))
+
+
+_READERS = {"parquet": _parquet_rows, "jsonl": _jsonl_lines, "webdataset": _tar_rows}
+
+
 class _ReadRange(beam.DoFn):
     def __init__(self, fmt: str, retry: RetryPolicy):
         self._fmt = fmt
@@ -107,8 +120,15 @@ class _ReadRange(beam.DoFn):
 
     def process(self, rng) -> Iterator:
         path, a, b = rng
-        reader = _parquet_rows if self._fmt == "parquet" else _jsonl_lines
-        for offset, raw in retry_call(lambda: reader(path, a, b), self._retry, "index read"):
+        reader = _READERS[self._fmt]
+        try:
+            rows = retry_call(lambda: reader(path, a, b), self._retry, "index read")
+        except TarIndexError as err:
+            Metrics.counter("index", "bad_rows").inc()
+            yield None, (Position(path, 0), Failure(key=None, uri=path, stage="index",
+                                                    error_type=type(err).__name__, message=str(err)))
+            return
+        for offset, raw in rows:
             if isinstance(raw, bytes) and not raw.strip():
                 continue
             Metrics.counter("index", "rows").inc()

@@ -30,8 +30,8 @@ class Committed(NamedTuple):
     texts: beam.PCollection  # (segment id, SegmentText)
 
 
-def transcripts_glob(output: str) -> str:
-    return FileSystems.join(output, "transcripts-*.jsonl")
+def transcripts_glob(output: str, done: str = "transcripts") -> str:
+    return FileSystems.join(output, f"{done}-*.jsonl")
 
 
 def failures_before_glob(output: str) -> str:
@@ -63,8 +63,9 @@ def _keyed_text(line: str):
     return segment_id(text.key, text.index), text
 
 
-def read_committed(p, output: str, resume: bool) -> Committed:
-    keys = (_lines(p, "CommittedTranscripts", transcripts_glob(output), resume)
+def read_committed(p, output: str, resume: bool, done: str = "transcripts") -> Committed:
+    """`done`: the name of the committed files whose keys are finished (a pack's are `index-*`)."""
+    keys = (_lines(p, "CommittedTranscripts", transcripts_glob(output, done), resume)
             | "TranscriptKeys" >> beam.Map(lambda line: json.loads(line)["key"]))
     failures = (_lines(p, "CommittedFailures", failures_before_glob(output), resume)
                 | "FailureKeys" >> beam.FlatMap(_keyed_failure))

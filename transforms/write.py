@@ -48,7 +48,7 @@ def segment_text_from_json(d: dict) -> SegmentText:
                        tuple(tuple(p) for p in d["parts"]))
 
 
-def _write_then_rename(tmp: str, final: str, data: bytes) -> None:
+def write_then_rename(tmp: str, final: str, data: bytes) -> None:
     with FileSystems.create(tmp, mime_type="application/jsonl") as f:
         f.write(data)
     FileSystems.rename([tmp], [final])
@@ -84,7 +84,7 @@ class _Commit(beam.DoFn):
         digest = hashlib.sha256(data).hexdigest()[:20]
         final = FileSystems.join(self._directory, f"{self._name}-{digest}.jsonl")
         tmp = FileSystems.join(self._tmp_dir, f"{self._name}-{uuid.uuid4().hex}.tmp")
-        retry_call(lambda: _write_then_rename(tmp, final, data), self._retry, f"commit {self._name}",
+        retry_call(lambda: write_then_rename(tmp, final, data), self._retry, f"commit {self._name}",
                    on_retry=lambda _err: Metrics.counter("write", "retries").inc())
         Metrics.counter("write", f"{self._name}_records").inc(len(self._lines))
         Metrics.counter("write", "commits").inc()

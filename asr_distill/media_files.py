@@ -1,0 +1,69 @@
+"""Which files are media: by extension, then by the first bytes (the container's signature); probing.
+
+Used by the index builder, which must tell a million recordings from the notes, thumbnails and
+half-copied files lying beside them without decoding anything.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Optional, Union
+
+import av
+
+MEDIA_EXTENSIONS = frozenset({
+    "wav", "flac", "mp3", "ogg", "opus", "oga", "m4a", "aac", "wma", "aif", "aiff", "aifc", "amr", "webm",
+    "mka", "mp4", "mov", "mkv", "avi", "3gp", "caf", "mpg", "mpeg", "ts", "m4v", "wmv", "asf"})
+HEAD_BYTES = 4096  # enough for every signature below, and for an ID3 tag header
+
+
+def extension(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[-1].lower() if "." in base.lstrip(".") else ""
+
+
+def _mpeg_audio_sync(head: bytes) -> bool:
+    return len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MP3 frames, AAC ADTS
+
+
+def has_media_signature(head: bytes) -> bool:
+    """True when the first bytes of a file are those of a media container or a raw audio stream."""
+    if head[:3] == b"ID3":  # ID3v2 before MP3 (or FLAC, AAC) data
+        return True
+    if head[:4] in (b"RIFF", b"RF64", b"BW64"):
+        return head[8:12] in (b"WAVE", b"AVI ")
+    if head[:4] == b"FORM":
+        return head[8:12] in (b"AIFF", b"AIFC")
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):  # MP4 / MOV / 3GP / M4A
+        return True
+    if head.startswith((b"fLaC", b"OggS", b"\x1a\x45\xdf\xa3", b"#!AMR", b"caff",
+                        b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF: WMA / WMV
+                        b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3")):  # MPEG program / video stream
+        return True
+    if head[:1] == b"\x47" and head[188:189] == b"\x47":  # MPEG transport stream packets
+        return True
+    return _mpeg_audio_sync(head)
+
+
+class ProbeError(ValueError):
+    pass
+
+
+def probe(source: Union[str, BinaryIO]) -> dict:
+    """duration_s, codec, sample_rate, channels of the first audio stream, from the container alone."""
+    try:
+        with av.open(source, mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise ProbeError("no audio stream")
+            stream = container.streams.audio[0]
+            return {"duration_s": _duration_s(container, stream), "codec": stream.codec_context.codec.canonical_name,
+                    "sample_rate": stream.codec_context.sample_rate, "channels": stream.codec_context.channels}
+    except av.FFmpegError as err:
+        raise ProbeError(f"not a readable media file: {getattr(err, 'strerror', None) or type(err).__name__}") from None
+
+
+def _duration_s(container, stream) -> Optional[float]:
+    if stream.duration is not None and stream.time_base is not None:
+        return round(float(stream.duration * stream.time_base), 3)
+    if container.duration is not None:
+        return round(container.duration / av.time_base, 3)
+    return None
