@@ -3,6 +3,7 @@
 import json
 import os
 
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
@@ -13,6 +14,8 @@ import speechgen
 from asr_distill.oss import OssClient, OssConfigError, load_credentials
 from asr_distill.retry import TransientIOError
 from beam_pipeline import run
+from beam_pipeline.index import run as build_index
+from beam_pipeline.pack import run as pack
 from beam_pipeline.pipeline import UsageError
 from oss_server import FakeOss, Fault
 from transforms import oss_filesystem
@@ -147,3 +150,34 @@ def test_oss_without_an_endpoint_is_a_usage_error(monkeypatch, tmp_path):
     monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", SECRET)
     with pytest.raises(UsageError, match="no OSS endpoint"):
         run(["--input_index=oss://corpus/index.jsonl", f"--output={tmp_path / 'o'}"])
+
+
+def test_index_pack_and_pipeline_all_on_oss(oss, short_speech_wav, broken_files):
+    wav = short_speech_wav[0].read_bytes()
+    _write("oss://corpus/raw/día uno/a b.wav", wav)
+    _write("oss://corpus/raw/two.wav", wav)
+    _write("oss://corpus/raw/readme.md", b"# not media")
+    _write("oss://corpus/raw/junk.mp3", broken_files["garbage"].read_bytes()[:4096])  # sniffs as MP3
+    _write("oss://corpus/raw/notes.wav", broken_files["text"].read_bytes())
+    summary = build_index(["oss://corpus/raw", "--output", "oss://corpus/index.parquet"])
+    assert (summary["media_files"], summary["not_media"], summary["rejected"]) == (3, 1, 1)
+    with FileSystems.open("oss://corpus/index.failures.jsonl", compression_type=RAW) as f:
+        assert json.loads(f.read())["key"] == "notes"
+    with FileSystems.open("oss://corpus/index.parquet", compression_type=RAW) as f:
+        rows = {r["key"]: r for r in pq.read_table(f).to_pylist()}
+    assert rows["día uno/a b"] == {"key": "día uno/a b", "uri": "oss://corpus/raw/día uno/a b.wav",
+                                   "size_bytes": len(wav)}
+
+    record = pack(["--input_index=oss://corpus/index.parquet", "--output=oss://packed/p1"])
+    assert record["reconciled"] and record["counts"]["packed"] == 2  # junk.mp3 fails to decode
+    names = sorted(oss.buckets["packed"])
+    assert [n.split("-")[0] for n in names if not n.endswith("json")] == ["p1/failures", "p1/index", "p1/shard"]
+    out = run(["--input_index=oss://packed/p1/index-*.jsonl", "--output=oss://labels/from-shards"],
+              test_pipeline=BeamTestPipeline())
+    texts = [json.loads(line)["text"] for n, (data, _) in oss.buckets["labels"].items()
+             if "transcripts-" in n for line in data.decode().splitlines()]
+    assert out["reconciled"] and len(texts) == 2
+    assert all("weather today is sunny" in t.lower() for t in texts)
+    # The shard was read by ranged GETs of exactly each item, not whole.
+    shard_gets = [k for m, k in oss.requests if m == "GET" and k.startswith("p1/shard-")]
+    assert len(shard_gets) == 2

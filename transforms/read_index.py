@@ -123,7 +123,8 @@ class _ReadRange(beam.DoFn):
         reader = _READERS[self._fmt]
         try:
             rows = retry_call(lambda: reader(path, a, b), self._retry, "index read")
-        except TarIndexError as err:
+        except TarIndexError as err:  # the whole tar is one row that failed
+            Metrics.counter("index", "rows").inc()
             Metrics.counter("index", "bad_rows").inc()
             yield None, (Position(path, 0), Failure(key=None, uri=path, stage="index",
                                                     error_type=type(err).__name__, message=str(err)))
