@@ -22,6 +22,8 @@ setup(
         "oss2>=2.18",
         "pydantic>=2",
         "PyYAML",
+        "matplotlib>=3.8",
+        "prometheus-client>=0.20",
     ],
     extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "jiwer"]},
 )

@@ -81,17 +81,17 @@ class SegmentingConfig(_Section):
 class VllmEngineConfig(_Section):
     """Arguments of vLLM's engine (AsyncEngineArgs); `engine_kwargs` passes any other one through."""
 
-    max_model_len: int = Field(4096, ge=256)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    dtype: str = "bfloat16"
+    max_model_len: int = Field(4096, ge=256, description="Longest prompt + output in tokens; a longer request fails alone.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of GPU memory vLLM may take (weights + KV cache).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine spans.")
+    dtype: str = Field("bfloat16", description="Weight and activation dtype.")
     max_num_seqs: int = Field(256, ge=1, description="Requests decoded together (raise on H200: more KV cache).")
     load_format: str = Field("auto", description="'dummy' gives random weights (benchmarks only).")
-    enforce_eager: bool = False
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs (faster start, slower decoding).")
     driver: Literal["async", "step"] = Field(
         "step", description="'step' (measured faster): vLLM's LLMEngine stepped by one thread that takes queued "
         "requests between steps (what LLM.generate does, never draining); 'async': AsyncLLM on an event loop.")
-    engine_kwargs: dict = Field(default_factory=dict)
+    engine_kwargs: dict = Field(default_factory=dict, description="Any other engine argument, passed through.")
 
 
 class InferenceConfig(_Section):
@@ -101,13 +101,13 @@ class InferenceConfig(_Section):
         "Qwen/Qwen2-Audio-7B-Instruct (vllm).")
     model_family: Optional[Literal["qwen2-audio", "qwen3-omni"]] = Field(
         None, description="Prompt/output format of a vllm model; None infers it from the model name.")
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="faster-whisper: where the model runs.")
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8, float16, ...).")
     cpu_threads: int = Field(0, ge=0, description="Threads per model (0: the library's default).")
     batch_size: int = Field(8, ge=1, description="Largest batch of segments per model call.")
     language: Optional[str] = Field(
         None, description="Language code; None detects per segment unless the index row names one.")
-    beam_size: int = Field(5, ge=1)
+    beam_size: int = Field(5, ge=1, description="faster-whisper: beam search width.")
     temperature: float = Field(0.0, ge=0)
     prompt: Optional[str] = Field(
         None, description="Initial prompt (faster-whisper) or instruction (vllm; '{language}' is replaced "
@@ -116,9 +116,9 @@ class InferenceConfig(_Section):
     max_new_tokens_per_s: Optional[float] = Field(
         None, gt=0, description="vllm: cap output at this many tokens per audio second (at least 4), so a "
         "looping generation stops early.")
-    top_p: float = Field(1.0, gt=0, le=1)
-    repetition_penalty: float = Field(1.0, gt=0)
-    seed: Optional[int] = None
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling (only with temperature > 0).")
+    repetition_penalty: float = Field(1.0, gt=0, description="vllm: > 1 discourages repeating tokens.")
+    seed: Optional[int] = Field(None, description="Sampling seed (null: random).")
     ignore_eos: bool = Field(False, description="Benchmarks only: always generate the cap.")
     request_timeout_s: float = Field(900.0, gt=0, description="vllm: longest wait for one segment.")
     share_across_processes: bool = Field(
@@ -136,6 +136,34 @@ class WriterConfig(_Section):
     commit_every_s: float = Field(60.0, gt=0, description="... or when the oldest uncommitted result is this old.")
 
 
+class FiltersConfig(_Section):
+    """Quality rules for segment transcripts (asr_distill/filters.py); null turns a rule off."""
+
+    action: Literal["flag", "drop"] = Field(
+        "flag", description="'flag': keep the segment, with the broken rules in its `quality_flags`; 'drop': "
+        "leave it out of the transcript and write it to filtered-*.jsonl.")
+    flag_empty: bool = Field(True, description="Rule 'empty': the segment's text is empty.")
+    min_avg_logprob: Optional[float] = Field(
+        -1.0, description="Rule 'low_logprob': mean token log-probability below this (Whisper's own fallback "
+        "threshold is -1.0).")
+    max_compression_ratio: Optional[float] = Field(
+        2.4, gt=0, description="Rule 'high_compression_ratio': text compresses (zlib) better than this, i.e. it "
+        "repeats itself (Whisper's threshold: 2.4).")
+    min_chars_per_s: Optional[float] = Field(
+        None, ge=0, description="Rule 'too_few_chars_per_s': fewer characters per second of speech than this.")
+    max_chars_per_s: Optional[float] = Field(
+        40.0, gt=0, description="Rule 'too_many_chars_per_s': more characters per second of speech than this "
+        "(fast English speech is about 20).")
+
+
+class MetricsConfig(_Section):
+    pushgateway_url: Optional[str] = Field(
+        None, description="Prometheus Pushgateway (e.g. http://pushgateway:9091): the run's counters are pushed "
+        "there when the job ends. None: not pushed (run.json has them either way).")
+    job_name: str = Field("asr_distill", description="Pushgateway job label.")
+    push_timeout_s: float = Field(10.0, gt=0, description="A push that takes longer is given up (with a warning).")
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     audio: AudioConfig = AudioConfig()
@@ -143,6 +171,8 @@ class Config(_Section):
     segmenting: SegmentingConfig = SegmentingConfig()
     inference: InferenceConfig = InferenceConfig()
     writer: WriterConfig = WriterConfig()
+    filters: FiltersConfig = FiltersConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def digest(self) -> str:
         """Stable short hash of the effective config, recorded in run.json."""

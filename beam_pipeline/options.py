@@ -20,3 +20,5 @@ class DistillOptions(PipelineOptions):
                             "record (default: try them again).")
         parser.add_argument("--stop_after", choices=["segment"], default=None,
                             help="'segment': write segments-*.jsonl instead of transcribing.")
+        parser.add_argument("--quiet", action="store_true", default=False,
+                            help="No live progress line (for CI logs); the summary at the end is still printed.")

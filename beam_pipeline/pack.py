@@ -28,7 +28,7 @@ from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.pipeline import UsageError, finish_work, start_work, use_oss_settings
 from beam_pipeline.run_record import counters, write_json
-from transforms.admit import Admit
+from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
 from transforms.pack import INDEX_PREFIX, PackShards, unindexed_shards
 from transforms.read_index import ReadIndex
@@ -50,11 +50,11 @@ def build(p: beam.Pipeline, cfg, input_index: str, output: str, shard_bytes: int
     retry = cfg.data.retry_policy()
     before = read_committed(p, output, resume, done="index")
     rows = p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry)
-    admitted = (rows, before.transcript_keys, before.failures) | "Admit" >> Admit()
+    admitted = (rows, before.transcript_keys, before.old_lines) | "Admit" >> Admit()
     audio = admitted.rows | "Decode" >> Decode(cfg.audio, retry)
     audio.good | "Pack" >> PackShards(output, shard_bytes, retry)
     failures = (admitted.failures, audio.failures) | "AllFailures" >> beam.Flatten()
-    (failures, admitted.carried) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
+    (failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
 
 
 def _delete_unindexed(output: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import posixpath
@@ -20,21 +21,24 @@ from asr_distill.config import Config, ConfigError, load_config
 from asr_distill.oss import OssConfigError
 from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
+from beam_pipeline.progress import ProgressLine
+from beam_pipeline.pushgateway import push_run
 from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
-from transforms.admit import Admit
+from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
 from transforms.inference import Transcribe
 from transforms.oss_filesystem import OssOptions
 from transforms.read_index import ReadIndex
 from transforms.reassemble import Reassemble
-from transforms.resume import ReuseTexts, read_committed
+from transforms.resume import SET_ASIDE, ReuseTexts, before_dir, read_committed
 from transforms.segments import CutSegments
 from transforms.vad import DetectSpeech
+from transforms.progress import tap
 from transforms.write import WriteFailures, WriteJsonl, work_path
 
 log = logging.getLogger(__name__)
 
-OUTPUT_KINDS = ("transcripts", "failures", "segments")
+OUTPUT_KINDS = ("transcripts", "failures", "segments", "filtered")
 
 
 class UsageError(Exception):
@@ -47,18 +51,21 @@ def _segment_row(seg) -> dict:
 
 def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
           stop_after: Optional[str] = None, resume: bool = False,
-          skip_failed: bool = False) -> dict[str, beam.PCollection]:
+          skip_failed: bool = False, progress: bool = False) -> dict[str, beam.PCollection]:
     """The whole graph: every index row ends in one committed transcript or failure record.
 
     Returns what gets written, by output kind (tests check these with assert_that)."""
     retry = cfg.data.retry_policy()
     write = partial(WriteJsonl, output, cfg=cfg.writer, retry=retry)
     before = read_committed(p, output, resume)
-    rows = p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry)
-    admitted = (rows, before.transcript_keys, before.failures) | "Admit" >> Admit(skip_failed)
-    audio = admitted.rows | "Decode" >> Decode(cfg.audio, retry)
+    count = tap if progress else (lambda pcoll, *_args: pcoll)
+    rows = count(p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry), "rows")
+    admitted = (rows, before.transcript_keys, before.old_lines) | "Admit" >> Admit(skip_failed)
+    audio = count(admitted.rows, "admitted") | "Decode" >> Decode(cfg.audio, retry)
+    count(audio.good, "decoded", lambda a: {"audio_ms": int(a.duration_s * 1000)})
     voiced = audio.good | "VAD" >> DetectSpeech(cfg.vad)
     cut = voiced.good | "Segments" >> CutSegments(cfg.segmenting)
+    count(cut.segments, "segments")
     failures = [admitted.failures, audio.failures, voiced.failures, cut.failures]
     written = {}
     if stop_after == "segment":
@@ -69,15 +76,23 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         # fusion, so a long file's segments spread over all inference workers.
         todo, reused = (cut.segments, before.texts) | "Resume" >> ReuseTexts()
         asr = todo | "Inference" >> Transcribe(cfg.inference)
+        count(asr.texts, "transcribed")
         asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
         texts = (asr.texts, reused) | "AllTexts" >> beam.Flatten()
         done = ((cut.files, texts, asr.failed_segments)
-                | "Reassemble" >> Reassemble(model_label(cfg.inference), prompt_label(cfg.inference)))
+                | "Reassemble" >> Reassemble(model_label(cfg.inference), prompt_label(cfg.inference), cfg.filters))
         failures += [asr.failures, done.failures]
-        written["transcripts"] = done.transcripts
-        done.transcripts | "WriteTranscripts" >> write("transcripts")
+        count(done.transcripts, "transcripts")
+        written["transcripts"], written["filtered"] = done.transcripts, done.filtered
+        # A file's filtered segments commit with (just before) its transcript: never one without the other.
+        ((done.filtered, carried_lines(admitted.carried, "filtered")) | "AllFiltered" >> beam.Flatten()
+         | "NameFiltered" >> beam.Map(lambda r: ("filtered", r)),
+         done.transcripts | "NameTranscripts" >> beam.Map(lambda r: ("transcripts", r))) \
+            | "Results" >> beam.Flatten() | "WriteTranscripts" >> write(("filtered", "transcripts"))
     written["failures"] = failures | "AllFailures" >> beam.Flatten()
-    (written["failures"], admitted.carried) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
+    count(written["failures"], "failures", lambda f: {"failed_files": int(f.segment_index is None)})
+    ((written["failures"], carried_lines(admitted.carried, "failures"))
+     | "WriteFailures" >> WriteFailures(output, cfg.writer, retry))
     return written
 
 
@@ -128,10 +143,12 @@ def start_work(output: str, cfg: Config, resume: bool) -> None:
     again, so the finished directory holds each record once. Moving files is O(files), not O(keys).
     """
     write_json(work_path(output, "run.json"), {"work_digest": cfg.work_digest()})
-    if resume:
-        old = [m.path for m in FileSystems.match([FileSystems.join(output, "failures-*.jsonl")])[0].metadata_list]
+    if not resume:
+        return
+    for kind in SET_ASIDE:
+        old = [m.path for m in FileSystems.match([FileSystems.join(output, f"{kind}-*.jsonl")])[0].metadata_list]
         if old:
-            aside = work_path(output, "failures-before")
+            aside = before_dir(output, kind)
             if not FileSystems.exists(aside):
                 FileSystems.mkdirs(aside)
             FileSystems.rename(old, [FileSystems.join(aside, posixpath.basename(path)) for path in old])
@@ -192,22 +209,28 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     t0 = time.monotonic()
     p = test_pipeline or beam.Pipeline(options=options)
     start_work(opts.output, cfg, opts.resume)
-    build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed)
-    try:
-        result = p.run()
-    except RuntimeError as err:
-        if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
-            raise
-        if not opts.resume:
-            finish_work(opts.output)  # nothing ran: leave the directory as it was
-        raise UsageError(_job_server_help(str(runner), str(err))) from None
-    result.wait_until_finish()
+    environment = describe_environment(options)
+    # The live line needs the workers in this process: the DirectRunner's in-memory mode (its default).
+    live = not opts.quiet and environment.get("running_mode") == "in_memory"
+    build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live)
+    with ProgressLine() if live else contextlib.nullcontext():
+        try:
+            result = p.run()
+        except RuntimeError as err:
+            if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
+                raise
+            if not opts.resume:
+                finish_work(opts.output)  # nothing ran: leave the directory as it was
+            raise UsageError(_job_server_help(str(runner), str(err))) from None
+        result.wait_until_finish()
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
         input_index=redact(opts.input_index), output=redact(opts.output), resumed=opts.resume,
-        runner=str(runner), environment=describe_environment(options), stop_after=opts.stop_after,
+        runner=str(runner), environment=environment, stop_after=opts.stop_after,
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
+    if cfg.metrics.pushgateway_url:
+        record["metrics_push"] = push_run(record, cfg.metrics)
     write_json(FileSystems.join(opts.output, "run.json"), record)
     finish_work(opts.output)
     print(format_summary(record), flush=True)

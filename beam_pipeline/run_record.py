@@ -84,7 +84,10 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
             "segments_reused": get("resume", "segments_reused"),
             "failures_carried": get("resume", "failures_carried"),
             "failures_replaced": get("resume", "failures_replaced"),
+            "filtered_carried": get("resume", "filtered_carried"),
+            "filtered_replaced": get("resume", "filtered_replaced"),
         },
+        "quality": quality_summary(metrics, (config.get("filters") or {}).get("action")),
         "retries": {"read": get("read", "retries"), "write": get("write", "retries")},
         "stages": stage_table(metrics),
         # Every index row: skipped as already done, or one transcript, or one file-level failure.
@@ -101,7 +104,17 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
         "config_digest": config_digest,
         "config": config,
         "versions": versions(),
+        # Every Beam counter of the job, by namespace (what the Pushgateway gets, too).
+        "metrics": {ns: dict(sorted(names.items())) for ns, names in sorted(metrics.items())},
     }
+
+
+def quality_summary(metrics: dict[str, dict[str, int]], action) -> dict:
+    """Segments the quality rules flagged (kept) or dropped (to filtered-*.jsonl), by rule."""
+    q = metrics.get("quality", {})
+    return {"action": action, "segments_flagged": q.get("segments_flagged", 0),
+            "segments_dropped": q.get("segments_dropped", 0),
+            "by_reason": {k: v for k, v in sorted(q.items()) if ":" in k}}
 
 
 def write_json(path: str, record: dict) -> None:
@@ -145,6 +158,10 @@ def format_summary(record: dict) -> str:
         r = record["resume"]
         head += (f"; resumed: {r['rows_skipped']} rows already done, {r['segments_reused']} segments reused, "
                  f"{r['failures_carried']} failure records carried over")
+    q = record.get("quality") or {}
+    if q.get("segments_flagged") or q.get("segments_dropped"):
+        rows.append(f"  {'quality':<11}flagged {q['segments_flagged']}, dropped {q['segments_dropped']} "
+                    f"({', '.join(f'{k} {v}' for k, v in q['by_reason'].items())})")
     tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
             f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
             f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")

@@ -2,6 +2,7 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from asr_distill.config import FiltersConfig
 from asr_distill.reassemble import assemble_transcript
 from asr_distill.records import Failure, FileInfo, IndexRow, SegmentText
 from transforms.reassemble import Reassemble
@@ -15,8 +16,9 @@ def texts(*spec):
 
 def test_segments_join_in_time_order_whatever_the_arrival_order():
     info = FileInfo(ROW, 95.0, 80.0, 3)
-    rec = assemble_transcript(info, texts((2, 60.0, 88.0, "three"), (0, 0.5, 29.0, "one"),
-                                          (1, 30.0, 59.0, "two")), [], "m", "p")
+    rec, dropped = assemble_transcript(info, texts((2, 60.0, 88.0, "three"), (0, 0.5, 29.0, "one"),
+                                                   (1, 30.0, 59.0, "two")), [], "m", "p")
+    assert dropped == [] and rec["filtered_segments"] == []
     assert rec["text"] == "one two three"
     assert [s["start_s"] for s in rec["segments"]] == [0.5, 30.0, 60.0]
     assert rec["status"] == "ok" and rec["failed_segments"] == []
@@ -25,11 +27,11 @@ def test_segments_join_in_time_order_whatever_the_arrival_order():
 
 
 def test_status_no_speech_partial_and_all_failed():
-    assert assemble_transcript(FileInfo(ROW, 9.0, 0.0, 0), [], [], "m", None)["status"] == "no_speech"
-    partial = assemble_transcript(FileInfo(ROW, 60.0, 50.0, 3), texts((0, 0, 20, "a"), (2, 40, 60, "c")),
-                                  [1], "m", None)
+    assert assemble_transcript(FileInfo(ROW, 9.0, 0.0, 0), [], [], "m", None)[0]["status"] == "no_speech"
+    partial, _ = assemble_transcript(FileInfo(ROW, 60.0, 50.0, 3), texts((0, 0, 20, "a"), (2, 40, 60, "c")),
+                                     [1], "m", None)
     assert partial["status"] == "partial" and partial["failed_segments"] == [1] and partial["text"] == "a c"
-    failed = assemble_transcript(FileInfo(ROW, 60.0, 50.0, 2), [], [0, 1], "m", None)
+    failed, _ = assemble_transcript(FileInfo(ROW, 60.0, 50.0, 2), [], [0, 1], "m", None)
     assert isinstance(failed, Failure) and failed.stage == "inference" and failed.key == "talk"
     assert "all 2 segments" in failed.message
 
@@ -45,3 +47,30 @@ def test_combine_per_key_builds_one_record_per_file():
         summary = out.transcripts | beam.Map(lambda r: (r["key"], r["status"], r["text"], len(r["segments"])))
         assert_that(summary, equal_to([("talk", "ok", "hello world", 2), ("quiet", "no_speech", "", 0)]))
         assert_that(out.failures, equal_to([]), label="NoFailures")
+
+
+def _signals(logprob=-0.2, ratio=1.2):
+    return {"avg_logprob": logprob, "compression_ratio": ratio}
+
+
+def test_quality_rules_flag_segments_or_drop_them():
+    segs = [SegmentText("talk", 0, 0.0, 10.0, "a fine sentence of normal speech", _signals()),
+            SegmentText("talk", 1, 10.0, 20.0, "mumble mumble mumble", _signals(logprob=-1.6)),
+            SegmentText("talk", 2, 20.0, 30.0, "la la la la la la la la la la la la la", _signals(ratio=3.1)),
+            SegmentText("talk", 3, 30.0, 31.0, "x" * 60, _signals()),  # 60 chars in 1 s
+            SegmentText("talk", 4, 31.0, 40.0, "  ", _signals())]
+    info = FileInfo(ROW, 40.0, 40.0, 5)
+    flagged, none = assemble_transcript(info, segs, [], "m", None, FiltersConfig(min_chars_per_s=1.0))
+    assert none == [] and flagged["filtered_segments"] == []
+    assert [s["quality_flags"] for s in flagged["segments"]] == [
+        [], ["low_logprob"], ["high_compression_ratio"], ["too_many_chars_per_s"], ["empty"]]
+    kept, dropped = assemble_transcript(info, segs, [], "m", None, FiltersConfig(action="drop"))
+    assert kept["text"] == "a fine sentence of normal speech" and kept["status"] == "ok"
+    assert kept["filtered_segments"] == [1, 2, 3, 4]
+    assert [(d["key"], d["index"], d["start_s"], d["quality_flags"]) for d in dropped] == [
+        ("talk", 1, 10.0, ["low_logprob"]), ("talk", 2, 20.0, ["high_compression_ratio"]),
+        ("talk", 3, 30.0, ["too_many_chars_per_s"]), ("talk", 4, 31.0, ["empty"])]
+    assert dropped[0]["text"] == "mumble mumble mumble" and dropped[0]["avg_logprob"] == -1.6
+    slow = SegmentText("talk", 0, 0.0, 20.0, "hi", _signals(), parts=((0.0, 1.0), (15.0, 16.0)))
+    rec, _ = assemble_transcript(FileInfo(ROW, 20.0, 2.0, 1), [slow], [], "m", None, FiltersConfig(min_chars_per_s=0.5))
+    assert rec["segments"][0]["quality_flags"] == []  # 2 chars in 2 s of packed speech (1/s), not in 20 s

@@ -35,7 +35,8 @@ def test_resume_processes_only_new_rows_and_settles_old_failures(tmp_path, short
     record = _run(write_index(tmp_path / "b.jsonl", grown), out, "--resume")
     # 'short' and both 'quiet' rows were done: skipped; 'late' is tried again (its old failure replaced).
     assert record["resume"] == {"resumed": True, "rows_skipped": 3, "segments_reused": 0,
-                                "failures_carried": 0, "failures_replaced": 1}
+                                "failures_carried": 0, "failures_replaced": 1,
+                                "filtered_carried": 0, "filtered_replaced": 0}
     assert record["counts"]["transcripts"] == 2 and record["counts"]["segments_transcribed"] == 2
     assert record["reconciled"]
     transcripts = read_jsonl(out, "transcripts")

@@ -2,8 +2,8 @@
 
 - The first row of a key (in index order) goes on; every later row is a failure (stage index, duplicate).
 - On --resume, a key that already has a committed transcript (or, with --skip_failed, a file-level
-  failure) is skipped whole, and the failure records it had are carried into this run's output; a key
-  that is processed again drops its old failure records, since this run writes new ones.
+  failure) is skipped whole, and the failure and filtered-segment records it had are carried into this
+  run's output; a key that is processed again drops its old records, since this run writes new ones.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class DuplicateKey(ValueError):
 class AdmitOutputs(NamedTuple):
     rows: beam.PCollection  # IndexRow, one per key
     failures: beam.PCollection  # Failure: bad and duplicate rows
-    carried: beam.PCollection  # str: failure records of skipped keys, as committed before
+    carried: beam.PCollection  # (kind, str): records of skipped keys as committed before (resume.SET_ASIDE)
 
 
 def final_failure(record: dict) -> bool:
@@ -40,16 +40,18 @@ class _Decide(beam.DoFn):
         self._skip_failed = skip_failed
 
     def process(self, grouped):
-        key, (entries, committed, old_failures) = grouped
-        old = sorted(set(old_failures))  # a resume that was itself interrupted may have carried some twice
-        if not entries or committed or (self._skip_failed and any(final_failure(json.loads(f)) for f in old)):
+        key, (entries, committed, old_lines) = grouped
+        old = sorted(set(old_lines))  # a resume that was itself interrupted may have carried some twice
+        failed = any(kind == "failures" and final_failure(json.loads(line)) for kind, line in old)
+        if not entries or committed or (self._skip_failed and failed):
             if entries:
                 Metrics.counter("resume", "rows_skipped").inc(len(entries))
-            Metrics.counter("resume", "failures_carried").inc(len(old))
-            for line in old:
-                yield beam.pvalue.TaggedOutput(CARRIED, line)
+            for kind, line in old:
+                Metrics.counter("resume", f"{kind}_carried").inc()
+                yield beam.pvalue.TaggedOutput(CARRIED, (kind, line))
             return
-        Metrics.counter("resume", "failures_replaced").inc(len(old))
+        for kind, _line in old:
+            Metrics.counter("resume", f"{kind}_replaced").inc()
         kept = None
         for pos, item in sorted(entries, key=lambda e: e[0]):
             if isinstance(item, Failure):
@@ -65,17 +67,17 @@ class _Decide(beam.DoFn):
 
 
 class Admit(beam.PTransform):
-    """(rows by key, committed transcript keys, committed failure lines by key) -> AdmitOutputs."""
+    """(rows by key, committed transcript keys, (key, (kind, line)) set aside before) -> AdmitOutputs."""
 
     def __init__(self, skip_failed: bool = False):
         super().__init__()
         self._skip_failed = skip_failed
 
     def expand(self, inputs) -> AdmitOutputs:
-        rows, committed_keys, old_failures = inputs
+        rows, committed_keys, old_lines = inputs
         keyless = rows | "Keyless" >> beam.Filter(lambda kv: kv[0] is None)
         keyed = rows | "Keyed" >> beam.Filter(lambda kv: kv[0] is not None)
-        out = ((keyed, committed_keys | "MarkDone" >> beam.Map(lambda k: (k, True)), old_failures)
+        out = ((keyed, committed_keys | "MarkDone" >> beam.Map(lambda k: (k, True)), old_lines)
                | "ByKey" >> beam.CoGroupByKey()
                | "Decide" >> beam.ParDo(_Decide(self._skip_failed)).with_outputs(FAILURES, CARRIED, main=GOOD))
         # A row with no key at all (unparseable) cannot be a duplicate or resumed: it fails afresh.
@@ -83,3 +85,8 @@ class Admit(beam.PTransform):
         failures = (out[FAILURES], unkeyed) | "IndexFailures" >> beam.Flatten()
         return AdmitOutputs(out[GOOD], failures, out[CARRIED])
 
+
+
+def carried_lines(carried: beam.PCollection, kind: str) -> beam.PCollection:
+    """The carried lines of one kind, as they were committed."""
+    return carried | f"Carried{kind.title()}" >> beam.FlatMap(lambda kl: [kl[1]] if kl[0] == kind else [])

@@ -7,14 +7,19 @@ from typing import NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from asr_distill.config import FiltersConfig
 from asr_distill.records import Failure
 from asr_distill.reassemble import assemble_transcript
 from transforms.common import FAILURES, GOOD
 
 
+FILTERED = "filtered"
+
+
 class TranscriptOutputs(NamedTuple):
     transcripts: beam.PCollection  # dict (transcript record)
     failures: beam.PCollection  # Failure
+    filtered: beam.PCollection  # dict: a segment dropped by the quality rules
 
 
 class CollectFile(beam.CombineFn):
@@ -44,26 +49,41 @@ class CollectFile(beam.CombineFn):
 
 
 class _Assemble(beam.DoFn):
-    def __init__(self, model: str, prompt: Optional[str]):
+    def __init__(self, model: str, prompt: Optional[str], filters: FiltersConfig):
         self._model = model
         self._prompt = prompt
+        self._filters = filters
 
     def process(self, keyed):
         _key, acc = keyed
-        result = assemble_transcript(acc["info"], acc["texts"], acc["failed"], self._model, self._prompt)
+        result, dropped = assemble_transcript(acc["info"], acc["texts"], acc["failed"], self._model,
+                                              self._prompt, self._filters)
         if isinstance(result, Failure):
             Metrics.counter("reassemble", "files_failed").inc()
             yield beam.pvalue.TaggedOutput(FAILURES, result)
-        else:
-            Metrics.counter("reassemble", f"status_{result['status']}").inc()
-            yield result
+            return
+        Metrics.counter("reassemble", f"status_{result['status']}").inc()
+        for segment in result["segments"]:
+            _count_quality(segment["quality_flags"], "flagged")
+        for line in dropped:
+            _count_quality(line["quality_flags"], "dropped")
+            yield beam.pvalue.TaggedOutput(FILTERED, line)
+        yield result
+
+
+def _count_quality(reasons: list[str], what: str) -> None:
+    if reasons:
+        Metrics.counter("quality", f"segments_{what}").inc()
+    for reason in reasons:
+        Metrics.counter("quality", f"{what}:{reason}").inc()
 
 
 class Reassemble(beam.PTransform):
-    def __init__(self, model: str, prompt: Optional[str]):
+    def __init__(self, model: str, prompt: Optional[str], filters: FiltersConfig = FiltersConfig()):
         super().__init__()
         self._model = model
         self._prompt = prompt
+        self._filters = filters
 
     def expand(self, inputs) -> TranscriptOutputs:
         files, texts, failed = inputs
@@ -74,6 +94,6 @@ class Reassemble(beam.PTransform):
         ) | "All" >> beam.Flatten()
         out = (tagged
                | "PerFile" >> beam.CombinePerKey(CollectFile())
-               | "Assemble" >> beam.ParDo(_Assemble(self._model, self._prompt)).with_outputs(
-                   FAILURES, main=GOOD))
-        return TranscriptOutputs(out[GOOD], out[FAILURES])
+               | "Assemble" >> beam.ParDo(_Assemble(self._model, self._prompt, self._filters)).with_outputs(
+                   FAILURES, FILTERED, main=GOOD))
+        return TranscriptOutputs(out[GOOD], out[FAILURES], out[FILTERED])

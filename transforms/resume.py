@@ -1,7 +1,8 @@
 """Resume: what an interrupted run already committed, read back as PCollections.
 
 - transcript keys (OUTPUT/transcripts-*.jsonl): those files are done;
-- failure lines (moved to OUTPUT/_work/failures-before/ by the launcher): carried or replaced by Admit;
+- failure and filtered-segment lines (moved to OUTPUT/_work/<kind>-before/ by the launcher): carried
+  or replaced by Admit;
 - segment texts (OUTPUT/_work/texts-*.jsonl): segments transcribed before the kill are not sent to the
   model again; their texts join this run's in reassembly.
 
@@ -26,7 +27,7 @@ REUSED = "reused"
 
 class Committed(NamedTuple):
     transcript_keys: beam.PCollection  # str
-    failures: beam.PCollection  # (key, JSON line)
+    old_lines: beam.PCollection  # (key, (kind, JSON line)), kind in SET_ASIDE
     texts: beam.PCollection  # (segment id, SegmentText)
 
 
@@ -34,8 +35,12 @@ def transcripts_glob(output: str, done: str = "transcripts") -> str:
     return FileSystems.join(output, f"{done}-*.jsonl")
 
 
-def failures_before_glob(output: str) -> str:
-    return work_path(output, "failures-before", "*.jsonl")
+# Result files a resumed run moves aside and rewrites per key: they hold lines of keys done again.
+SET_ASIDE = ("failures", "filtered")
+
+
+def before_dir(output: str, kind: str) -> str:
+    return work_path(output, f"{kind}-before")
 
 
 def texts_glob(output: str) -> str:
@@ -52,10 +57,12 @@ def _lines(p, label: str, pattern: str, resume: bool):
     return p | label >> beam.Create([])
 
 
-def _keyed_failure(line: str):
-    key = json.loads(line).get("key")
-    # Keyless failures (unparseable index lines) are written afresh by every run.
-    return [] if key is None else [(key, line)]
+def _keyed(kind: str):
+    def keyed(line: str):
+        key = json.loads(line).get("key")
+        # Keyless failures (unparseable index lines) are written afresh by every run.
+        return [] if key is None else [(key, (kind, line))]
+    return keyed
 
 
 def _keyed_text(line: str):
@@ -67,11 +74,11 @@ def read_committed(p, output: str, resume: bool, done: str = "transcripts") -> C
     """`done`: the name of the committed files whose keys are finished (a pack's are `index-*`)."""
     keys = (_lines(p, "CommittedTranscripts", transcripts_glob(output, done), resume)
             | "TranscriptKeys" >> beam.Map(lambda line: json.loads(line)["key"]))
-    failures = (_lines(p, "CommittedFailures", failures_before_glob(output), resume)
-                | "FailureKeys" >> beam.FlatMap(_keyed_failure))
+    old = [_lines(p, f"Committed{kind.title()}", FileSystems.join(before_dir(output, kind), "*.jsonl"), resume)
+           | f"{kind.title()}Keys" >> beam.FlatMap(_keyed(kind)) for kind in SET_ASIDE]
     texts = (_lines(p, "CommittedTexts", texts_glob(output), resume)
              | "TextIds" >> beam.Map(_keyed_text))
-    return Committed(keys, failures, texts)
+    return Committed(keys, old | "OldLines" >> beam.Flatten(), texts)
 
 
 class _Route(beam.DoFn):

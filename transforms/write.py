@@ -55,22 +55,27 @@ def write_then_rename(tmp: str, final: str, data: bytes) -> None:
 
 
 class _Commit(beam.DoFn):
-    def __init__(self, directory: str, name: str, tmp_dir: str, cfg: WriterConfig, retry: RetryPolicy):
+    """(name, record) pairs -> DIR/NAME-<hash>.jsonl, one file per name and commit, in `names` order."""
+
+    def __init__(self, directory: str, names: tuple, tmp_dir: str, cfg: WriterConfig, retry: RetryPolicy):
         self._directory = directory
-        self._name = name
+        self._names = names
         self._tmp_dir = tmp_dir
         self._cfg = cfg
         self._retry = retry
 
     def start_bundle(self):
-        self._lines: list[str] = []
+        self._lines: dict[str, list[str]] = {name: [] for name in self._names}
+        self._count = 0
         self._oldest = 0.0
 
-    def process(self, record):
-        if not self._lines:
+    def process(self, item):
+        name, record = item
+        if not self._count:
             self._oldest = time.monotonic()
-        self._lines.append(to_json_line(record))
-        if (len(self._lines) >= self._cfg.commit_every_records
+        self._lines[name].append(to_json_line(record))
+        self._count += 1
+        if (self._count >= self._cfg.commit_every_records
                 or time.monotonic() - self._oldest >= self._cfg.commit_every_s):
             self._commit()
 
@@ -78,32 +83,45 @@ class _Commit(beam.DoFn):
         self._commit()
 
     def _commit(self):
-        if not self._lines:
-            return
-        data = ("\n".join(self._lines) + "\n").encode("utf-8")
+        for name in self._names:
+            lines = self._lines[name]
+            if lines:
+                self._commit_file(name, lines)
+        self._lines = {name: [] for name in self._names}
+        self._count = 0
+
+    def _commit_file(self, name: str, lines: list[str]):
+        data = ("\n".join(lines) + "\n").encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()[:20]
-        final = FileSystems.join(self._directory, f"{self._name}-{digest}.jsonl")
-        tmp = FileSystems.join(self._tmp_dir, f"{self._name}-{uuid.uuid4().hex}.tmp")
-        retry_call(lambda: write_then_rename(tmp, final, data), self._retry, f"commit {self._name}",
+        final = FileSystems.join(self._directory, f"{name}-{digest}.jsonl")
+        tmp = FileSystems.join(self._tmp_dir, f"{name}-{uuid.uuid4().hex}.tmp")
+        retry_call(lambda: write_then_rename(tmp, final, data), self._retry, f"commit {name}",
                    on_retry=lambda _err: Metrics.counter("write", "retries").inc())
-        Metrics.counter("write", f"{self._name}_records").inc(len(self._lines))
+        Metrics.counter("write", f"{name}_records").inc(len(lines))
         Metrics.counter("write", "commits").inc()
-        self._lines = []
 
 
 class WriteJsonl(beam.PTransform):
-    """Commits records (dicts, Failures, SegmentTexts or ready JSON lines) as DIR/NAME-<hash>.jsonl."""
+    """Commits records (dicts, Failures, SegmentTexts or ready JSON lines) as DIR/NAME-<hash>.jsonl.
 
-    def __init__(self, output_dir: str, name: str, cfg: WriterConfig, retry: RetryPolicy, work: bool = False):
+    With several names, the input is (name, record) pairs and each commit writes the names' files in
+    that order: records that must never be committed without each other go through one writer, the
+    one that matters on resume (transcripts) last.
+    """
+
+    def __init__(self, output_dir: str, name, cfg: WriterConfig, retry: RetryPolicy, work: bool = False):
         super().__init__()
         self._directory = work_path(output_dir) if work else output_dir
         self._tmp = work_path(output_dir, "tmp")
-        self._name = name
+        self._names = (name,) if isinstance(name, str) else tuple(name)
         self._cfg = cfg
         self._retry = retry
 
     def expand(self, records):
-        return records | "Commit" >> beam.ParDo(_Commit(self._directory, self._name, self._tmp, self._cfg,
+        if len(self._names) == 1:
+            name = self._names[0]
+            records = records | "Named" >> beam.Map(lambda r: (name, r))
+        return records | "Commit" >> beam.ParDo(_Commit(self._directory, self._names, self._tmp, self._cfg,
                                                         self._retry))
 
 
