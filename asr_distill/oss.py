@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterator, Optional
@@ -17,6 +18,10 @@ from typing import Iterator, Optional
 from asr_distill.retry import RetryPolicy, TransientIOError, retry_call
 
 SCHEME = "oss://"
+
+# oss2 logs every request's headers at DEBUG/INFO, the Authorization header (with the access key id)
+# included: keep it to warnings, whatever level the job's logging is at.
+logging.getLogger("oss2").setLevel(logging.WARNING)
 
 
 class OssConfigError(ValueError):

@@ -166,7 +166,7 @@ def render(data: RunData, output: str) -> str:
         ("runner", f"{r.get('runner')} {json.dumps(r.get('environment'))}"),
     ]
     failure_rows = sorted(((stage, etype, e["count"], "; ".join(
-        f"{key}{'' if idx is None else f' #{idx}'}: {msg}" for key, idx, msg in e["examples"]))
+        f"{key or '(no key)'}{'' if idx is None else f' #{idx}'}: {msg}" for key, idx, msg in e["examples"]))
         for (stage, etype), e in data.failures.items()), key=lambda row: -row[2])
     quality_rows = [(reason.split(":", 1)[1], reason.split(":", 1)[0], n) for reason, n in q.get("by_reason", {}).items()]
     plots = [

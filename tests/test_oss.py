@@ -1,6 +1,7 @@
 """oss:// through Beam's FileSystems, against a loopback OSS server that checks signatures."""
 
 import json
+import logging
 import os
 
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ from asr_distill.retry import TransientIOError
 from beam_pipeline import run
 from beam_pipeline.index import run as build_index
 from beam_pipeline.pack import run as pack
+from beam_pipeline.report import main as report
 from beam_pipeline.pipeline import UsageError
 from oss_server import FakeOss, Fault
 from transforms import oss_filesystem
@@ -119,7 +121,7 @@ def test_credentials_come_from_the_environment_or_a_file(tmp_path, monkeypatch):
     assert load_credentials() == ("id2", "sec2")
 
 
-def test_pipeline_from_an_oss_index_to_oss_outputs(oss, tmp_path, short_speech_wav, silence_file):
+def test_pipeline_from_an_oss_index_to_oss_outputs(oss, tmp_path, short_speech_wav, silence_file, caplog):
     wav, _ = short_speech_wav
     _write("oss://corpus/audio/short one.wav", wav.read_bytes())
     _write("oss://corpus/audio/quiet.wav", silence_file.read_bytes())
@@ -127,6 +129,7 @@ def test_pipeline_from_an_oss_index_to_oss_outputs(oss, tmp_path, short_speech_w
             {"key": "quiet", "uri": "oss://corpus/audio/quiet.wav"},
             {"key": "gone", "uri": "audio/gone.wav"}]
     _write("oss://corpus/index.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    caplog.set_level(logging.DEBUG)
     record = run(["--input_index=oss://corpus/index.jsonl", "--output=oss://labels/run-1"],
                  test_pipeline=BeamTestPipeline())
     assert record["reconciled"] and record["counts"]["transcripts"] == 2
@@ -140,8 +143,13 @@ def test_pipeline_from_an_oss_index_to_oss_outputs(oss, tmp_path, short_speech_w
     [failure] = [json.loads(line) for n in names if n.startswith("run-1/failures-")
                  for line in out[n][0].decode().splitlines()]
     assert (failure["key"], failure["stage"], failure["uri"]) == ("gone", "read", "oss://corpus/audio/gone.wav")
+    assert report(["oss://labels/run-1"]) == 0  # the run report reads and writes oss:// too
+    page = oss.buckets["labels"]["run-1/report.html"][0].decode()
+    assert "oss://labels/run-1" in page and page.count("data:image/png;base64,") == 7 and "OpenError" in page
     everything = b"".join(data for data, _ in out.values())
     assert SECRET.encode() not in everything and KEY_ID.encode() not in everything
+    assert SECRET not in caplog.text
+    assert KEY_ID not in caplog.text
 
 
 def test_oss_without_an_endpoint_is_a_usage_error(monkeypatch, tmp_path):

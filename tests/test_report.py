@@ -199,3 +199,15 @@ def test_report_cli_runs_as_a_module(dropped_run):
     out, _ = dropped_run
     cli = subprocess.run([sys.executable, "-m", "beam_pipeline.report", str(out)], capture_output=True, text=True)
     assert cli.returncode == 0 and "report.html" in cli.stdout and "WARNING" not in cli.stderr, cli.stderr
+
+
+def test_progress_line_gives_an_eta_for_the_phase_running():
+    from beam_pipeline.progress import progress_line
+
+    front = progress_line({"rows": 100, "admitted": 100, "decoded": 20, "failed_files": 5,
+                           "audio_ms": 3_600_000, "segments": 40}, elapsed_s=50.0)
+    assert front == ("files 20/100 · 1.00 h audio · segments 40 · 72 audio-s/s · failures 5 · done 0 · "
+                     "ETA 2m30s (front end) · 50s")  # 25 of 100 files settled in 50 s: 75 more take 150 s
+    asr = progress_line({"admitted": 100, "decoded": 95, "failed_files": 5, "audio_ms": 7_200_000,
+                         "segments": 400, "transcribed": 100, "_inference_start_s": 100.0}, elapsed_s=150.0)
+    assert asr.endswith("segments 100/400 · 48 audio-s/s · failures 5 · done 0 · ETA 2m30s · 2m30s")
