@@ -97,6 +97,7 @@ def test_ci_workflow_and_the_h200_config():
     assert {"input_index", "output", "config", "job_server"} <= trigger["workflow_dispatch"]["inputs"].keys()
     steps = wf["jobs"]["distill"]["steps"]
     assert any("python -m beam_pipeline.check" in s.get("run", "") for s in steps)
+    assert any("python -m beam_pipeline.report" in s.get("run", "") for s in steps)
     cfg = load_config(LAUNCH / "config" / "h200.yaml")
     assert cfg.inference.backend == "vllm" and cfg.segmenting.pack
 
