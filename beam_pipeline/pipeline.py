@@ -84,7 +84,9 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         failures += [asr.failures, done.failures]
         count(done.transcripts, "transcripts")
         written["transcripts"], written["filtered"] = done.transcripts, done.filtered
-        # A file's filtered segments commit with (just before) its transcript: never one without the other.
+        # A file's filtered segments reach the writer just before its transcript (same DoFn call, same
+        # fused stage) and every commit writes filtered before transcripts: a transcript is never
+        # committed without them; filtered lines committed without theirs are replaced on resume.
         ((done.filtered, carried_lines(admitted.carried, "filtered")) | "AllFiltered" >> beam.Flatten()
          | "NameFiltered" >> beam.Map(lambda r: ("filtered", r)),
          done.transcripts | "NameTranscripts" >> beam.Map(lambda r: ("transcripts", r))) \

@@ -116,3 +116,13 @@ def test_a_packed_range_past_its_shard_fails_at_decode(packed, tmp_path):
     assert {k: f["stage"] for k, f in failures.items()} == {"cut": "decode", "odd": "decode"}
     assert "runs past the end" in failures["cut"]["message"] and "int16" in failures["odd"]["message"]
     assert record["reconciled"]
+
+
+def test_pack_cli_runs_as_a_module_and_explains_bad_calls(tmp_path, short_speech_wav):
+    index = write_index(tmp_path / "i.jsonl", [{"key": "a", "uri": str(short_speech_wav[0])}])
+    ok = subprocess.run([sys.executable, "-m", "beam_pipeline.pack", f"--input_index={index}",
+                         f"--output={tmp_path / 'p'}"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "packed 1 of 1 rows" in ok.stdout and "WARNING" not in ok.stderr, ok.stderr
+    again = subprocess.run([sys.executable, "-m", "beam_pipeline.pack", f"--input_index={index}",
+                            f"--output={tmp_path / 'p'}"], capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a pack" in again.stderr
