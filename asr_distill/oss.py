@@ -129,6 +129,18 @@ class OssClient:
                 return
             marker = page.next_marker
 
+    def list_children(self, bucket: str, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        """One level under prefix (which ends in '/'): its objects, and its sub-prefixes ("folders")."""
+        objects, prefixes, marker = [], [], ""
+        while True:
+            page = self._call("list", lambda m=marker: self._bucket(bucket).list_objects(
+                prefix=prefix, delimiter="/", marker=m, max_keys=1000))
+            objects += [ObjectInfo(o.key, o.size, float(o.last_modified)) for o in page.object_list]
+            prefixes += list(page.prefix_list)
+            if not page.is_truncated:
+                return objects, prefixes
+            marker = page.next_marker
+
     def head(self, bucket: str, key: str) -> ObjectInfo:
         meta = self._call("head", lambda: self._bucket(bucket).get_object_meta(key))
         return ObjectInfo(key, int(meta.content_length), float(meta.last_modified or 0))

@@ -1,5 +1,6 @@
 """A small OSS-compatible HTTP server on loopback for tests: the part of the OSS REST API our file
-system uses (put/get with ranges/head/delete/copy objects, list, multipart upload, batch delete),
+system uses (put/get with ranges/head/delete/copy objects, list with or without a delimiter, multipart upload,
+batch delete),
 path-style addressing, and V1 signatures checked on every request (a wrong secret gets 403).
 
 Faults can be injected: `server.faults.append(Fault("GET", "a.wav", "500", times=2))` answers the next
@@ -171,17 +172,28 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _list(self, bucket, query, objects):
         prefix, marker = query.get("prefix", ""), query.get("marker", "")
+        delimiter = query.get("delimiter", "")
         limit = int(query.get("max-keys", 100))
-        keys = sorted(k for k in objects if k.startswith(prefix) and k > marker)
-        page, truncated = keys[:limit], len(keys) > limit
+        entries = []  # (name, is a common prefix), in key order
+        for k in sorted(k for k in objects if k.startswith(prefix) and k > marker):
+            rest = k[len(prefix):]
+            if delimiter and delimiter in rest:
+                common = prefix + rest.split(delimiter, 1)[0] + delimiter
+                if common > marker and (not entries or entries[-1][0] != common):
+                    entries.append((common, True))
+            else:
+                entries.append((k, False))
+        page, truncated = entries[:limit], len(entries) > limit
         items = "".join(
+            f"<CommonPrefixes><Prefix>{escape(k)}</Prefix></CommonPrefixes>" if is_prefix else
             f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(objects[k][1])}</LastModified>"
             f"<ETag>\"{_etag(objects[k][0])}\"</ETag><Type>Normal</Type>"
-            f"<Size>{len(objects[k][0])}</Size><StorageClass>Standard</StorageClass></Contents>" for k in page)
-        next_marker = f"<NextMarker>{escape(page[-1])}</NextMarker>" if truncated else ""
+            f"<Size>{len(objects[k][0])}</Size><StorageClass>Standard</StorageClass></Contents>"
+            for k, is_prefix in page)
+        next_marker = f"<NextMarker>{escape(page[-1][0])}</NextMarker>" if truncated else ""
         self._send(200, _xml("ListBucketResult",
                              f"<Name>{bucket}</Name><Prefix>{escape(prefix)}</Prefix><Marker>{escape(marker)}</Marker>"
-                             f"<MaxKeys>{limit}</MaxKeys><Delimiter></Delimiter>"
+                             f"<MaxKeys>{limit}</MaxKeys><Delimiter>{escape(delimiter)}</Delimiter>"
                              f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{next_marker}{items}"),
                    {"Content-Type": "application/xml"})
 

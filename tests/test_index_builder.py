@@ -45,7 +45,8 @@ def test_index_builder_keeps_media_by_extension_and_signature(tree, tmp_path):
         "sub dir/ünï/clip é": ("opus", 48000, 1), "video": ("aac", 22050, 1)}
     [rejected] = [json.loads(line) for line in (tmp_path / "index.failures.jsonl").read_text().splitlines()]
     assert (rejected["key"], rejected["stage"], rejected["error_type"]) == ("fake", "index", "NotMediaError")
-    assert summary == {**summary, "files_listed": 8, "media_files": 4, "not_media": 3, "rejected": 1}
+    # .cache/ is hidden: never listed; notes.txt and cover.jpg are not media by name.
+    assert summary == {**summary, "files_listed": 7, "media_files": 4, "not_media": 2, "rejected": 1}
 
 
 def test_the_pipeline_runs_on_a_built_jsonl_index(tree, tmp_path):

@@ -189,3 +189,14 @@ def test_index_pack_and_pipeline_all_on_oss(oss, short_speech_wav, broken_files)
     # The shard was read by ranged GETs of exactly each item, not whole.
     shard_gets = [k for m, k in oss.requests if m == "GET" and k.startswith("p1/shard-")]
     assert len(shard_gets) == 2
+
+
+def test_one_level_listing_pages_through_files_and_folders(oss):
+    objects = {f"top/d{i:04d}/x.wav": (b"x", 0.0) for i in range(1200)}
+    objects.update({f"top/f{i}.wav": (b"yy", 0.0) for i in range(3)})
+    objects["top/d0001/deeper/y.wav"] = (b"z", 0.0)
+    oss.buckets["tree"] = objects
+    fs = FileSystems.get_filesystem("oss://tree/top")
+    files, folders = fs.list_children("oss://tree/top")
+    assert [(m.path, m.size_in_bytes) for m in files] == [(f"oss://tree/top/f{i}.wav", 2) for i in range(3)]
+    assert folders == [f"oss://tree/top/d{i:04d}/" for i in range(1200)]  # each once, across two pages

@@ -1,13 +1,16 @@
 """ListMedia: a directory or prefix (any FileSystems scheme) -> one index row per media file under it.
 
-The listing is one call per root (object stores list serially anyway); what follows is spread over
-the workers: files are kept by extension, then by their first bytes, and with `probe` opened by PyAV
-for duration, codec, rate and channels. Hidden files and folders (a name starting with '.') are left
-out; a file with a media extension that is not media becomes a failure (stage index).
+The root is listed one level deep first (local folders, and oss:// with a delimiter listing); each
+folder under it is then listed, recursively, by whichever worker gets it, so a corpus kept in many
+folders is listed in parallel (other schemes: the root is listed whole by one worker). Then, spread
+over the workers: files are kept by extension, then by their first bytes, and with `probe` opened by
+PyAV for duration, codec, rate and channels. Hidden files and folders (a name starting with '.') are
+left out; a file with a media extension that is not media becomes a failure (stage index).
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import NamedTuple
 
@@ -42,20 +45,70 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
 
-class _List(beam.DoFn):
+def _children(root: str):
+    """(files as (path, size), folders) one level under root, or None when the scheme cannot say."""
+    if FileSystems.get_scheme(root) is None:
+        with os.scandir(root) as entries:
+            found = list(entries)
+        return ([(e.path, e.stat().st_size) for e in found if e.is_file()],
+                [e.path for e in found if e.is_dir()])
+    fs = FileSystems.get_filesystem(root)
+    if hasattr(fs, "list_children"):  # oss://
+        files, folders = fs.list_children(root)
+        return [(m.path, m.size_in_bytes) for m in files], folders
+    return None
+
+
+class _Keep:
+    """Counts what is listed and keeps candidates by name: not hidden, a media extension."""
+
+    def __init__(self, root: str):
+        self._root = root
+
+    def __call__(self, path: str, size: int):
+        Metrics.counter("index", "files_listed").inc()
+        rel = path[len(self._root):].lstrip("/")
+        if _hidden(rel) or extension(rel) not in MEDIA_EXTENSIONS:
+            Metrics.counter("index", "files_not_media").inc()
+            return []
+        return [(path, size)]
+
+
+class _Split(beam.DoFn):
+    """root -> ("file", (path, size)) for files directly under it, ("folder", path) for each folder."""
+
     def __init__(self, retry: RetryPolicy):
         self._retry = retry
 
     def process(self, root: str):
-        found = retry_call(lambda: FileSystems.match([FileSystems.join(root, "**")])[0].metadata_list,
+        children = retry_call(lambda: _children(root), self._retry, "list media")
+        if children is None:
+            yield "folder", root
+            return
+        files, folders = children
+        keep = _Keep(root)
+        for path, size in files:
+            yield from (("file", item) for item in keep(path, size))
+        for folder in folders:
+            if not _hidden(folder.rstrip("/").rsplit("/", 1)[-1]):
+                yield "folder", folder
+
+
+class _List(beam.DoFn):
+    def __init__(self, root: str, retry: RetryPolicy):
+        self._root = root
+        self._retry = retry
+
+    def process(self, item):
+        kind, value = item
+        if kind == "file":
+            yield value
+            return
+        keep = _Keep(self._root)
+        found = retry_call(lambda: FileSystems.match([FileSystems.join(value.rstrip("/"), "**")])[0].metadata_list,
                            self._retry, "list media")
         for meta in found:
-            Metrics.counter("index", "files_listed").inc()
-            rel = meta.path[len(root):].lstrip("/")
-            if _hidden(rel) or extension(rel) not in MEDIA_EXTENSIONS:
-                Metrics.counter("index", "files_not_media").inc()
-                continue
-            yield meta.path, meta.size_in_bytes
+            yield from keep(meta.path, meta.size_in_bytes)
 
 
 class _Inspect(beam.DoFn):
@@ -100,7 +153,9 @@ class ListMedia(beam.PTransform):
     def expand(self, pbegin) -> ListedMedia:
         out = (pbegin
                | "Root" >> beam.Create([self._root])
-               | "List" >> beam.ParDo(_List(self._retry))
+               | "Split" >> beam.ParDo(_Split(self._retry))
+               | "SpreadFolders" >> beam.Reshuffle()
+               | "List" >> beam.ParDo(_List(self._root, self._retry))
                | "Spread" >> beam.Reshuffle()
                | "Inspect" >> beam.ParDo(_Inspect(self._root, self._probe, self._retry))
                .with_outputs(FAILURES, main=GOOD))

@@ -134,6 +134,13 @@ class OssFileSystem(FileSystem):
         except OSError as err:
             raise BeamIOError("List operation failed", {dir_or_prefix: err}) from None
 
+    def list_children(self, path: str) -> tuple[list[FileMetadata], list[str]]:
+        """One level under path: the objects there and the sub-prefixes, so a caller can list in parallel."""
+        bucket, prefix = split_oss_path(path.rstrip("/") + "/")
+        objects, prefixes = self._oss.list_children(bucket, prefix)
+        return ([FileMetadata(f"{SCHEME}{bucket}/{o.key}", o.size, o.mtime) for o in objects],
+                [f"{SCHEME}{bucket}/{p}" for p in prefixes])
+
     def _raw(self, path, mime_type, compression_type, writing: bool):
         bucket, key = split_oss_path(path)
         if writing:
