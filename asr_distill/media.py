@@ -44,7 +44,7 @@ MIN_RATE_HZ, MAX_RATE_HZ = 1000, 768000
 MAX_CHANNELS = 64
 
 
-def _ffmpeg_message(err: "av.FFmpegError") -> str:
+def ffmpeg_message(err: "av.FFmpegError") -> str:
     # str(err) repeats errno and the (possibly secret-bearing) file name; the reason alone is enough.
     return getattr(err, "strerror", None) or type(err).__name__
 
@@ -68,7 +68,7 @@ def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[flo
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except av.FFmpegError as err:
-        raise DecodeError(f"not a readable media file: {_ffmpeg_message(err)}") from None
+        raise DecodeError(f"not a readable media file: {ffmpeg_message(err)}") from None
     with container:
         if not container.streams.audio:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -80,7 +80,7 @@ def decode_to_mono16k(source: Union[str, BinaryIO], max_duration_s: Optional[flo
             for frame in container.decode(stream):
                 out.add(frame)
         except av.FFmpegError as err:
-            raise DecodeError(f"decoding failed: {_ffmpeg_message(err)}") from None
+            raise DecodeError(f"decoding failed: {ffmpeg_message(err)}") from None
         wave = out.finish()
     if wave.size == 0:
         raise EmptyAudioError("audio stream holds no samples")

@@ -6,9 +6,11 @@ half-copied files lying beside them without decoding anything.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Optional, Union
+from typing import BinaryIO, Union
 
 import av
+
+from asr_distill.media import claimed_duration_s, ffmpeg_message
 
 MEDIA_EXTENSIONS = frozenset({
     "wav", "flac", "mp3", "ogg", "opus", "oga", "m4a", "aac", "wma", "aif", "aiff", "aifc", "amr", "webm",
@@ -65,15 +67,9 @@ def probe(source: Union[str, BinaryIO]) -> dict:
             if not container.streams.audio:
                 raise ProbeError("no audio stream")
             stream = container.streams.audio[0]
-            return {"duration_s": _duration_s(container, stream), "codec": stream.codec_context.codec.canonical_name,
+            duration = claimed_duration_s(container, stream)
+            return {"duration_s": None if duration is None else round(duration, 3),
+                    "codec": stream.codec_context.codec.canonical_name,
                     "sample_rate": stream.codec_context.sample_rate, "channels": stream.codec_context.channels}
     except av.FFmpegError as err:
-        raise ProbeError(f"not a readable media file: {getattr(err, 'strerror', None) or type(err).__name__}") from None
-
-
-def _duration_s(container, stream) -> Optional[float]:
-    if stream.duration is not None and stream.time_base is not None:
-        return round(float(stream.duration * stream.time_base), 3)
-    if container.duration is not None:
-        return round(container.duration / av.time_base, 3)
-    return None
+        raise ProbeError(f"not a readable media file: {ffmpeg_message(err)}") from None

@@ -13,7 +13,7 @@ import posixpath
 import tarfile
 from typing import BinaryIO, Iterator
 
-from asr_distill.media_files import MEDIA_EXTENSIONS
+from asr_distill.media_files import MEDIA_EXTENSIONS, extension
 from asr_distill.shards import ByteRange
 
 META_EXTENSION = "json"
@@ -47,7 +47,7 @@ def tar_samples(source: BinaryIO, tar_name: str) -> Iterator[tuple[int, dict]]:
                 if audio is not None:
                     yield audio.offset, _row(key, audio, meta)
                 key, audio, meta = member_key, None, {}
-            if ext.rsplit(".", 1)[-1] in MEDIA_EXTENSIONS and audio is None:
+            if extension(member.name) in MEDIA_EXTENSIONS and audio is None:
                 audio = ByteRange(tar_name, member.offset_data, member.size)
             elif ext == META_EXTENSION:
                 meta.update(_json_object(tar, member))

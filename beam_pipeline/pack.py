@@ -8,7 +8,6 @@ go to `DIR/failures-*.jsonl`. `--resume` finishes an interrupted pack or adds ne
 
 from __future__ import annotations
 
-import logging
 import sys
 
 if __name__ == "__main__":  # before Beam is imported: it logs at import time
@@ -17,6 +16,7 @@ if __name__ == "__main__":  # before Beam is imported: it logs at import time
     setup_logging()
 
 import time
+from functools import partial
 from typing import Optional
 
 import apache_beam as beam
@@ -27,15 +27,13 @@ from asr_distill.config import load_config
 from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.pipeline import UsageError, finish_work, start_work, use_oss_settings
-from beam_pipeline.run_record import counters, write_json
+from beam_pipeline.run_record import counter_value, counters, write_json
 from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
 from transforms.pack import INDEX_PREFIX, PackShards, unindexed_shards
 from transforms.read_index import ReadIndex
 from transforms.resume import read_committed
 from transforms.write import WriteFailures
-
-log = logging.getLogger(__name__)
 
 
 class PackOptions(PipelineOptions):
@@ -65,8 +63,7 @@ def _delete_unindexed(output: str) -> int:
 
 
 def _record(metrics: dict, wall_s: float, orphans: int) -> dict:
-    def get(ns, name):
-        return metrics.get(ns, {}).get(name, 0)
+    get = partial(counter_value, metrics)
     rows, skipped, packed, failed = (get("index", "rows"), get("resume", "rows_skipped"), get("pack", "items"),
                                      get("failures", "files"))
     audio_s = get("pack", "audio_ms") / 1000

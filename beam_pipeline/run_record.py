@@ -18,7 +18,7 @@ _PACKAGES = ("apache-beam", "av", "silero-vad", "torch", "onnxruntime", "faster-
              "pydantic", "numpy")
 
 
-def _get(metrics: dict[str, dict[str, int]], namespace: str, name: str) -> int:
+def counter_value(metrics: dict[str, dict[str, int]], namespace: str, name: str) -> int:
     return metrics.get(namespace, {}).get(name, 0)
 
 
@@ -45,7 +45,7 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
                      input_index: str, output: str, runner: str, stop_after, model: str, backend: str,
                      config: dict, config_digest: str, resumed: bool = False,
                      environment: dict | None = None) -> dict[str, Any]:
-    get = partial(_get, metrics)
+    get = partial(counter_value, metrics)
     status = {s: get("reassemble", f"status_{s}") for s in ("ok", "no_speech", "partial")}
     by_kind = metrics.get("failures", {})
     failures_by_stage = {k: v for k, v in by_kind.items() if k not in ("files", "segments") and ":" not in k}
@@ -124,7 +124,7 @@ def write_json(path: str, record: dict) -> None:
 
 def stage_table(metrics: dict[str, dict[str, int]]) -> dict[str, dict[str, float]]:
     """Per stage: what went in or came out, and how many failures it recorded."""
-    get = partial(_get, metrics)
+    get = partial(counter_value, metrics)
     fails = metrics.get("failures", {})
     return {
         "index": {"rows": get("index", "rows"), "failures": fails.get("index", 0)},

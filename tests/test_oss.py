@@ -6,12 +6,10 @@ import os
 
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-import speechgen
 from asr_distill.oss import OssClient, OssConfigError, load_credentials
 from asr_distill.retry import TransientIOError
 from beam_pipeline import run

@@ -7,6 +7,8 @@ the shard is local, one ranged read otherwise).
 
 from __future__ import annotations
 
+import io
+
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -15,10 +17,13 @@ from apache_beam.metrics import Metrics
 from asr_distill.config import AudioConfig
 from asr_distill.media import DecodeError, EmptyAudioError, TooLongError, decode_to_mono16k
 from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
-from asr_distill.shards import (ByteRange, PcmError, RangeReader, parse_byte_range, pcm16_to_float,
-                                pcm_from_bytes, read_pcm_mmap)
+from asr_distill.shards import (PCM_DTYPE, ByteRange, PcmError, RangeReader, parse_byte_range,
+                                pcm16_to_float, pcm_from_bytes, read_pcm_mmap)
 from asr_distill.retry import RetryPolicy, is_transient, retry_call
 from transforms.common import StageOutputs, fail, run_stage
+
+
+READ_BUFFER_BYTES = 4 * 2**20
 
 
 class OpenError(OSError):
@@ -60,28 +65,37 @@ class DecodeDoFn(beam.DoFn):
 
     def _open_and_decode(self, uri: str):
         rng = parse_byte_range(uri)
-        if rng is not None and rng.is_pcm:
-            return self._read_packed(rng)
-        source = FileSystems.open(rng.path if rng else uri, mime_type="application/octet-stream",
+        if rng is not None:
+            return self._read_range(rng)
+        source = FileSystems.open(uri, mime_type="application/octet-stream",
                                   compression_type=CompressionTypes.UNCOMPRESSED)
         with source:
-            size = rng.length if rng else _size(source)
-            self._check_size(size)
-            if rng is not None:
-                source = RangeReader(source, rng.offset, rng.length)
+            self._check_size(_size(source))
             return decode_to_mono16k(source, self._cfg.max_duration_s)
 
-    def _read_packed(self, rng: ByteRange):
+    def _read_range(self, rng: ByteRange):
+        """A tar member, decoded; or a packed item, mapped (local shard) or read, not decoded."""
         self._check_size(rng.length)
-        if self._cfg.max_duration_s and rng.length / 2 / SAMPLE_RATE > self._cfg.max_duration_s:
-            raise TooLongError(f"packed item is {rng.length / 2 / SAMPLE_RATE:.0f} s, more than "
-                                    f"max_duration_s={self._cfg.max_duration_s:g}")
-        if FileSystems.get_scheme(rng.path) is None:  # a local shard: map it, do not read it
-            return pcm16_to_float(read_pcm_mmap(rng))
+        if rng.is_pcm:
+            seconds = rng.length / PCM_DTYPE.itemsize / SAMPLE_RATE
+            if self._cfg.max_duration_s and seconds > self._cfg.max_duration_s:
+                raise TooLongError(f"packed item is {seconds:.0f} s, more than "
+                                   f"max_duration_s={self._cfg.max_duration_s:g}")
+            if FileSystems.get_scheme(rng.path) is None:
+                return pcm16_to_float(read_pcm_mmap(rng))
         with FileSystems.open(rng.path, mime_type="application/octet-stream",
                               compression_type=CompressionTypes.UNCOMPRESSED) as source:
-            source.seek(rng.offset)
-            return pcm16_to_float(pcm_from_bytes(source.read(rng.length)))
+            # Not through the stream's own buffer, which would fetch 4 MiB (on oss://) for an item of a
+            # few kilobytes: through one no bigger than the item, so a small item is one exact read.
+            raw = getattr(source, "raw", source)
+            window = RangeReader(io.BufferedReader(raw, buffer_size=min(rng.length, READ_BUFFER_BYTES)),
+                                 rng.offset, rng.length)
+            if rng.is_pcm:
+                data = window.read(rng.length)
+                if len(data) < rng.length:
+                    raise PcmError(f"packed range {rng.offset}+{rng.length} runs past the end of its shard")
+                return pcm16_to_float(pcm_from_bytes(data))
+            return decode_to_mono16k(window, self._cfg.max_duration_s)
 
     def process(self, row: IndexRow):
         def count_retry(_err):

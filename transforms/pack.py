@@ -10,7 +10,6 @@ first key, so a bundle the runner retries writes the same shard again instead of
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 
 import apache_beam as beam
@@ -22,7 +21,7 @@ from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
 from asr_distill.redact import redact
 from asr_distill.retry import RetryPolicy, retry_call
 from asr_distill.shards import PCM_DTYPE, PCM_SUFFIX, ByteRange, to_pcm16
-from transforms.write import work_path, write_then_rename
+from transforms.write import to_json_line, work_path, write_then_rename
 
 SHARD_PREFIX, INDEX_PREFIX = "shard-", "index-"
 
@@ -80,7 +79,7 @@ class _PackDoFn(beam.DoFn):
         if self._file is None:
             return
         self._file.close()  # the shard is whole before its index exists
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self._rows).encode("utf-8")
+        data = "".join(to_json_line(r) + "\n" for r in self._rows).encode("utf-8")
         final = FileSystems.join(self._output, f"{INDEX_PREFIX}{self._id}.jsonl")
         tmp = work_path(self._output, "tmp", f"index-{uuid.uuid4().hex}.tmp")
         retry_call(lambda: write_then_rename(tmp, final, data), self._retry, "commit pack index",
