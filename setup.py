@@ -24,6 +24,8 @@ setup(
         "PyYAML",
         "matplotlib>=3.8",
         "prometheus-client>=0.20",
+        "scipy",
+        "safetensors",
     ],
     extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "jiwer"]},
 )

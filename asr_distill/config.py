@@ -88,9 +88,12 @@ class VllmEngineConfig(_Section):
     max_num_seqs: int = Field(256, ge=1, description="Requests decoded together (raise on H200: more KV cache).")
     load_format: str = Field("auto", description="'dummy' gives random weights (benchmarks only).")
     enforce_eager: bool = Field(False, description="Skip CUDA graphs (faster start, slower decoding).")
-    driver: Literal["async", "step"] = Field(
-        "step", description="'step' (measured faster): vLLM's LLMEngine stepped by one thread that takes queued "
-        "requests between steps (what LLM.generate does, never draining); 'async': AsyncLLM on an event loop.")
+    engine_restarts: int = Field(
+        2, ge=0, description="Times a batch's requests are sent again to a restarted engine after the engine "
+        "died holding them; one more death fails the job (loudly, with the engine's log).")
+    idle_exit_s: float = Field(
+        120.0, gt=0, description="An engine server with no work for this long exits and frees its GPU (the "
+        "next request starts it again). A local job stops its engines when it ends.")
     engine_kwargs: dict = Field(default_factory=dict, description="Any other engine argument, passed through.")
 
 
@@ -99,8 +102,9 @@ class InferenceConfig(_Section):
     model: Optional[str] = Field(
         None, description="Model directory or name; None: the embedded Whisper base (faster-whisper) or "
         "Qwen/Qwen2-Audio-7B-Instruct (vllm).")
-    model_family: Optional[Literal["qwen2-audio", "qwen3-omni"]] = Field(
-        None, description="Prompt/output format of a vllm model; None infers it from the model name.")
+    model_family: Optional[Literal["qwen2-audio", "qwen3-omni", "whisper"]] = Field(
+        None, description="Prompt/output format of a vllm model; None infers it from the model name "
+        "('qwen3-omni' or 'whisper' in it, else qwen2-audio).")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="faster-whisper: where the model runs.")
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8, float16, ...).")
     cpu_threads: int = Field(0, ge=0, description="Threads per model (0: the library's default).")
@@ -122,10 +126,14 @@ class InferenceConfig(_Section):
     ignore_eos: bool = Field(False, description="Benchmarks only: always generate the cap.")
     request_timeout_s: float = Field(900.0, gt=0, description="vllm: longest wait for one segment.")
     share_across_processes: bool = Field(
-        True, description="vllm: one engine per machine (or model_copies) shared by all SDK worker processes.")
-    model_copies: int = Field(1, ge=1, description="vllm: engines per machine (e.g. one per GPU).")
+        True, description="vllm: the engine runs in an engine server process per GPU (model_copies), shared "
+        "by every SDK worker process of the machine; false: one engine inside each process that asks.")
+    model_copies: int = Field(
+        1, ge=1, description="vllm: engines per machine, copy i on its own GPUs (tensor_parallel_size each, "
+        "in CUDA_VISIBLE_DEVICES order); every process spreads its requests over them.")
     accelerator: Optional[str] = Field(
-        None, description="Beam resource hint for the inference stage, e.g. 'type:nvidia-h200;count:1'.")
+        None, description="Beam resource hint, e.g. 'type:nvidia-h200;count:1', set on the whole pipeline "
+        "(a hint on one step would split the fused audio path at a stage boundary).")
     vllm: VllmEngineConfig = VllmEngineConfig()
 
 

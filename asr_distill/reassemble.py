@@ -20,6 +20,18 @@ class AllSegmentsFailed(Exception):
     pass
 
 
+class SegmentLost(Exception):
+    """A segment was cut, but neither its text nor a failure record came back from inference."""
+
+
+def lost_segments(info: FileInfo, texts: Iterable[SegmentText], failed_indexes: Iterable[int]) -> list[Failure]:
+    """One failure record per segment of the file that nothing came back for: never a silent gap."""
+    missing = set(range(info.num_segments)) - {t.index for t in texts} - set(failed_indexes)
+    return [Failure.of(info.row, "inference", SegmentLost(
+        f"segment {i} was cut but no text and no failure came back for it (a worker or engine lost it); "
+        "the run is marked not reconciled"), segment_index=i) for i in sorted(missing)]
+
+
 def filtered_line(t: SegmentText, reasons: list[str]) -> dict:
     return {"key": t.key, "index": t.index, **t.to_json(), "quality_flags": reasons}
 

@@ -5,6 +5,7 @@ Time is always seconds as float; sample arrays are float32, 16 kHz, mono.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -13,6 +14,7 @@ import numpy as np
 from asr_distill.redact import redact
 
 SAMPLE_RATE = 16000
+_NO_AUDIO = np.zeros(0, np.float32)
 STAGES = ("index", "read", "decode", "vad", "segment", "inference", "write")
 
 
@@ -24,6 +26,9 @@ class IndexRow:
     size_bytes: Optional[int] = None
     language: Optional[str] = None
     meta: dict = field(default_factory=dict)
+    # Set by Admit on --resume: indexes of this file's segments whose texts were committed before,
+    # so the segment stage cuts them but does not send them to the model again.
+    done_segments: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,10 @@ class Segment:
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+    def without_audio(self) -> "Segment":
+        """The same segment without its samples: what travels once the model has heard it."""
+        return dataclasses.replace(self, audio=_NO_AUDIO)
 
 
 def segment_id(key: str, index: int) -> str:

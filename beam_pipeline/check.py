@@ -27,6 +27,11 @@ def problems(output: str, max_failure_rate: float) -> tuple[list[str], dict]:
         found.append(f"{WORK_DIR}/ is still there: the last run was interrupted (rerun with --resume)")
     if record.get("reconciled") is not True:
         found.append("run.json is not reconciled: index rows != skipped + transcripts + failed files")
+    segments = record.get("segment_accounting") or {}
+    if record.get("segments_reconciled") is False:
+        found.append(f"segments are not accounted for: cut {segments.get('cut')} != transcribed "
+                     f"{segments.get('transcribed')} + failed {segments.get('failed')} + reused "
+                     f"{segments.get('reused')}, lost {segments.get('lost')} (failures-*.jsonl: inference:SegmentLost)")
     counts = record.get("counts", {})
     rows = counts.get("index_rows", 0) - record.get("resume", {}).get("rows_skipped", 0)
     rate = counts.get("failures", 0) / rows if rows else 0.0

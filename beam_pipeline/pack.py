@@ -48,7 +48,7 @@ def build(p: beam.Pipeline, cfg, input_index: str, output: str, shard_bytes: int
     retry = cfg.data.retry_policy()
     before = read_committed(p, output, resume, done="index")
     rows = p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry)
-    admitted = (rows, before.transcript_keys, before.old_lines) | "Admit" >> Admit()
+    admitted = (rows, before.transcript_keys, before.old_lines, before.texts) | "Admit" >> Admit()
     audio = admitted.rows | "Decode" >> Decode(cfg.audio, retry)
     audio.good | "Pack" >> PackShards(output, shard_bytes, retry)
     failures = (admitted.failures, audio.failures) | "AllFailures" >> beam.Flatten()

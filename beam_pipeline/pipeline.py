@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import os
 import posixpath
+import sys
 import time
 from functools import partial
 from datetime import datetime, timezone
@@ -14,7 +17,8 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, PortableOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
+                                                  WorkerOptions)
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
@@ -30,7 +34,7 @@ from transforms.inference import Transcribe
 from transforms.oss_filesystem import OssOptions
 from transforms.read_index import ReadIndex
 from transforms.reassemble import Reassemble
-from transforms.resume import SET_ASIDE, ReuseTexts, before_dir, read_committed
+from transforms.resume import SET_ASIDE, before_dir, read_committed
 from transforms.segments import CutSegments
 from transforms.vad import DetectSpeech
 from transforms.progress import tap
@@ -43,6 +47,10 @@ OUTPUT_KINDS = ("transcripts", "failures", "segments", "filtered")
 
 class UsageError(Exception):
     """A problem with how the pipeline was called; the message says what to change."""
+
+
+class JobFailedError(Exception):
+    """The job ran and could not finish (an engine that cannot start or keeps dying); one line says why."""
 
 
 def _segment_row(seg) -> dict:
@@ -60,7 +68,7 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     before = read_committed(p, output, resume)
     count = tap if progress else (lambda pcoll, *_args: pcoll)
     rows = count(p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry), "rows")
-    admitted = (rows, before.transcript_keys, before.old_lines) | "Admit" >> Admit(skip_failed)
+    admitted = (rows, before.transcript_keys, before.old_lines, before.texts) | "Admit" >> Admit(skip_failed)
     audio = count(admitted.rows, "admitted") | "Decode" >> Decode(cfg.audio, retry)
     count(audio.good, "decoded", lambda a: {"audio_ms": int(a.duration_s * 1000)})
     voiced = audio.good | "VAD" >> DetectSpeech(cfg.vad)
@@ -72,13 +80,13 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         written["segments"] = cut.segments | "SegmentRows" >> beam.Map(_segment_row)
         written["segments"] | "WriteSegments" >> write("segments")
     else:
-        # Segments transcribed before an interruption are reused; grouping by segment id also breaks
-        # fusion, so a long file's segments spread over all inference workers.
-        todo, reused = (cut.segments, before.texts) | "Resume" >> ReuseTexts()
-        asr = todo | "Inference" >> Transcribe(cfg.inference)
+        # Read -> decode -> VAD -> segments -> inference is one fused stage: the engine gets requests
+        # while other files are still decoding, and audio never crosses a shuffle. Segments whose
+        # texts were committed before an interruption are not cut out again (Admit, on --resume).
+        asr = cut.segments | "Inference" >> Transcribe(cfg.inference)
         count(asr.texts, "transcribed")
         asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
-        texts = (asr.texts, reused) | "AllTexts" >> beam.Flatten()
+        texts = (asr.texts, admitted.reused) | "AllTexts" >> beam.Flatten()
         done = ((cut.files, texts, asr.failed_segments)
                 | "Reassemble" >> Reassemble(model_label(cfg.inference), prompt_label(cfg.inference), cfg.filters))
         failures += [asr.failures, done.failures]
@@ -113,7 +121,7 @@ def _results(output: str) -> list[str]:
     return [path for kind in OUTPUT_KINDS for path in _match(FileSystems.join(output, f"{kind}-*.jsonl"))]
 
 
-def _check_inputs(opts: DistillOptions, cfg: Config) -> None:
+def _check_inputs(opts: argparse.Namespace, cfg: Config) -> None:
     if not opts.input_index or not opts.output:
         raise UsageError("both --input_index and --output are required")
     if not _match(opts.input_index):
@@ -199,32 +207,128 @@ def use_oss_settings(options: PipelineOptions, cfg: Config) -> None:
     FileSystems.set_options(options)
 
 
+def split_args(argv) -> tuple[argparse.Namespace, list[str]]:
+    """Our own flags (DistillOptions), and the rest for Beam. Ours stay out of the options Beam ships
+    to its workers, which would warn about each flag they do not know, once per worker process."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    DistillOptions._add_argparse_args(parser)
+    opts, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    return opts, rest
+
+
+def _local_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def use_local_cores(options: PipelineOptions, cfg: Config, beam_args: list[str]) -> Optional[int]:
+    """vllm on DirectRunner: one GPU is fed by the front end on every core, so unless told otherwise
+    the job runs in one SDK worker process per core (the engine is shared through its server)."""
+    runner = str(options.view_as(StandardOptions).runner or "DirectRunner").split(".")[-1]
+    given = {a.split("=", 1)[0] for a in beam_args}
+    if (runner not in ("DirectRunner", "direct") or cfg.inference.backend != "vllm"
+            or given & {"--direct_num_workers", "--direct_running_mode"}):
+        return None
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode, direct.direct_num_workers = "multi_processing", _local_cores()
+    return direct.direct_num_workers
+
+
+def quiet_local_workers(options: PipelineOptions, beam_args: list[str]) -> None:
+    """DirectRunner's worker processes log to this terminal: warnings only, and not the ones every
+    process repeats (the options it does not know, its staging directory); flags given win."""
+    if options.view_as(DirectOptions).direct_running_mode != "multi_processing":
+        return
+    given = {a.split("=", 1)[0] for a in beam_args}
+    worker = options.view_as(WorkerOptions)
+    if "--default_sdk_harness_log_level" not in given:
+        worker.default_sdk_harness_log_level = "WARNING"
+    if "--sdk_harness_log_level_overrides" not in given:
+        worker.sdk_harness_log_level_overrides = {"apache_beam.options.pipeline_options": "ERROR",
+                                                  "__main__": "ERROR"}
+
+
+def use_accelerator_hint(options: PipelineOptions, cfg: Config) -> None:
+    """The accelerator hint goes on the whole pipeline: a hint on the inference step alone gives it an
+    environment of its own, and runners never fuse across environments, so every segment's audio
+    would cross a stage boundary to reach it."""
+    hints = options.view_as(StandardOptions).resource_hints
+    if cfg.inference.accelerator and not any(h.startswith("accelerator=") for h in hints):
+        hints.append(f"accelerator={cfg.inference.accelerator}")
+
+
+def _engine_error(err: BaseException) -> Optional[str]:
+    """The message of an EngineFailedError raised in a worker, as Beam reports it (inside its text)."""
+    if type(err).__name__ == "EngineFailedError":
+        return str(err)
+    marker = "EngineFailedError: "
+    text = str(err)
+    if marker not in text:
+        return None
+    return text.rsplit(marker, 1)[1].split(" [while running", 1)[0].split("\n", 1)[0].strip()[:2000]
+
+
+def _local_engines(cfg: Config, options: PipelineOptions) -> list:
+    """On DirectRunner the vllm engines start now, while Beam starts and reads the index; they are
+    stopped when the job ends, so the GPU is free when the command returns."""
+    if cfg.inference.backend != "vllm" or not cfg.inference.share_across_processes:
+        return []
+    if describe_environment(options)["kind"] != "direct":
+        return []  # workers elsewhere start their machine's engines; idle ones exit by themselves
+    from asr_distill.asr.engine_server import start_engines
+
+    return start_engines(cfg.inference)
+
+
 def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job and returns the run record that was written to OUTPUT/run.json."""
-    options = PipelineOptions(argv)
-    opts = options.view_as(DistillOptions)
+    opts, beam_args = split_args(argv)
+    options = PipelineOptions(beam_args)
     cfg = load_config(opts.config).with_backend(opts.backend)
     use_oss_settings(options, cfg)
     _check_inputs(opts, cfg)
+    workers = use_local_cores(options, cfg, beam_args) if test_pipeline is None else None
+    quiet_local_workers(options, beam_args)
+    use_accelerator_hint(options, cfg)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     p = test_pipeline or beam.Pipeline(options=options)
     start_work(opts.output, cfg, opts.resume)
     environment = describe_environment(options)
+    if workers:
+        log.warning("vllm on DirectRunner: front end in %d worker processes, one per core "
+                    "(--direct_num_workers=N --direct_running_mode=... to choose)", workers)
     # The live line needs the workers in this process: the DirectRunner's in-memory mode (its default).
     live = not opts.quiet and environment.get("running_mode") == "in_memory"
     build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live)
-    with ProgressLine() if live else contextlib.nullcontext():
-        try:
-            result = p.run()
-        except RuntimeError as err:
-            if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
-                raise
-            if not opts.resume:
-                finish_work(opts.output)  # nothing ran: leave the directory as it was
-            raise UsageError(_job_server_help(str(runner), str(err))) from None
-        result.wait_until_finish()
+    engines = []
+    try:
+        if opts.stop_after is None:
+            engines = _local_engines(cfg, options if test_pipeline is None else p.options)
+        with ProgressLine() if live else contextlib.nullcontext():
+            try:
+                result = p.run()
+            except RuntimeError as err:
+                if "job server jar" not in str(err) and "Unable to fetch" not in str(err):
+                    raise
+                if not opts.resume:
+                    finish_work(opts.output)  # nothing ran: leave the directory as it was
+                raise UsageError(_job_server_help(str(runner), str(err))) from None
+            result.wait_until_finish()
+    except Exception as err:  # noqa: BLE001 - only an engine failure is turned into a one-line error
+        reason = _engine_error(err)
+        if reason is None:
+            raise
+        raise JobFailedError(f"the vLLM engine failed, so the job stopped (rerun with --resume to go on "
+                             f"from what was committed): {reason}") from None
+    finally:
+        if engines:
+            from asr_distill.asr.engine_server import stop_engines
+
+            stop_engines(engines)
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
         input_index=redact(opts.input_index), output=redact(opts.output), resumed=opts.resume,
@@ -239,4 +343,4 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     return record
 
 
-__all__ = ["build", "run", "UsageError", "ConfigError"]
+__all__ = ["build", "run", "UsageError", "ConfigError", "JobFailedError"]

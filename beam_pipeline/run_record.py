@@ -57,6 +57,7 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
     finished = stop_after == "segment"
     transcripts = sum(status.values())
     files_done = get("segment", "files") if finished else transcripts
+    segments = segment_accounting(metrics, finished)
     return {
         "pipeline_version": __version__,
         "started_at": started_at,
@@ -71,6 +72,8 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
             "files_decoded": get("decode", "files"),
             "segments": get("segment", "segments"),
             "segments_transcribed": get("inference", "segments"),
+            "segments_failed": segments["failed"],
+            "segments_lost": segments["lost"],
             "transcripts": transcripts,
             "status": status,
             "failures": file_failures,
@@ -92,6 +95,9 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
         "stages": stage_table(metrics),
         # Every index row: skipped as already done, or one transcript, or one file-level failure.
         "reconciled": rows == skipped + files_done + file_failures,
+        # Every segment cut: a text, a segment failure with its cause, or reused; none lost.
+        "segments_reconciled": segments["reconciled"],
+        "segment_accounting": segments,
         "audio_s": round(audio_s, 3),
         "speech_s": round(get("vad", "speech_ms") / 1000, 3),
         "segment_audio_s": round(get("segment", "segment_ms") / 1000, 3),
@@ -107,6 +113,18 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
         # Every Beam counter of the job, by namespace (what the Pushgateway gets, too).
         "metrics": {ns: dict(sorted(names.items())) for ns, names in sorted(metrics.items())},
     }
+
+
+def segment_accounting(metrics: dict[str, dict[str, int]], stop_after_segment: bool = False) -> dict:
+    """cut = transcribed + failed + reused (+ lost, which must be 0); None when nothing was transcribed."""
+    get = partial(counter_value, metrics)
+    lost = get("reassemble", "segments_lost")
+    out = {"cut": get("segment", "segments"), "transcribed": get("inference", "segments"),
+           "failed": get("failures", "segments") - lost, "reused": get("resume", "segments_reused"), "lost": lost,
+           "engine_restarts": get("inference", "engine_restarts")}
+    out["reconciled"] = None if stop_after_segment else (
+        lost == 0 and out["cut"] == out["transcribed"] + out["failed"] + out["reused"])
+    return out
 
 
 def quality_summary(metrics: dict[str, dict[str, int]], action) -> dict:
@@ -165,4 +183,9 @@ def format_summary(record: dict) -> str:
     tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
             f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
             f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")
+    seg = record.get("segment_accounting") or {}
+    if seg.get("reconciled") is not None:
+        tail += (f"; every segment accounted for: {'yes' if seg['reconciled'] else 'NO'} (cut {seg['cut']} = "
+                 f"transcribed {seg['transcribed']} + failed {seg['failed']} + reused {seg['reused']}"
+                 + (f"; LOST {seg['lost']}" if seg["lost"] else "") + ")")
     return "\n".join([head, *rows, tail])

@@ -203,13 +203,10 @@ def test_packed_segments_transcribe_as_well(tmp_path, long_forms, full_run):
 
 
 def test_a_segment_failing_inference_makes_its_file_partial(monkeypatch, tmp_path, long_forms):
-    """The vllm backend on vLLM's engine interface (tests/fake_vllm.py), refusing segments over 20 s."""
-    import fake_vllm
-
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_llm_engine", fake_vllm.FakeLLMEngine)
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
-    monkeypatch.setattr(fake_vllm, "MAX_AUDIO_S", 20.0)
+    """The vllm backend on the engine double (tests/fake_vllm.py), refusing segments over 20 s."""
+    monkeypatch.setenv("ASR_DISTILL_VLLM_ENGINE", "fake_vllm")
+    monkeypatch.setenv("FAKE_VLLM_MAX_AUDIO_S", "20")
+    monkeypatch.setattr("asr_distill.asr.vllm_backend._ENGINES", {})
     cfg = tmp_path / "vllm.yaml"
     cfg.write_text("inference:\n  backend: vllm\n  model: fake-qwen2-audio\n  share_across_processes: false\n")
     talk = long_forms["talk_mp3"]
@@ -225,4 +222,6 @@ def test_a_segment_failing_inference_makes_its_file_partial(monkeypatch, tmp_pat
     assert all("longer than max_model_len" in f["message"] for f in failures)
     c = record["counts"]
     assert c["status"]["partial"] == 1 and c["failures"] == 0 and c["segment_failures"] == len(failures)
-    assert record["reconciled"]
+    assert record["reconciled"] and record["segments_reconciled"]
+    seg = record["segment_accounting"]
+    assert seg["cut"] == seg["transcribed"] + seg["failed"] and seg["failed"] == len(failures) and seg["lost"] == 0

@@ -74,3 +74,36 @@ def test_quality_rules_flag_segments_or_drop_them():
     slow = SegmentText("talk", 0, 0.0, 20.0, "hi", _signals(), parts=((0.0, 1.0), (15.0, 16.0)))
     rec, _ = assemble_transcript(FileInfo(ROW, 20.0, 2.0, 1), [slow], [], "m", None, FiltersConfig(min_chars_per_s=0.5))
     assert rec["segments"][0]["quality_flags"] == []  # 2 chars in 2 s of packed speech (1/s), not in 20 s
+
+
+def test_a_segment_nothing_came_back_for_is_a_failure_record_and_unreconciles_the_run(tmp_path):
+    """Cut 3 segments; a text came back for 0, a failure for 1, nothing for 2 (a worker lost it)."""
+
+    from beam_pipeline.check import problems
+    from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
+
+    p = BeamTestPipeline()
+    files = p | "F" >> beam.Create([("talk", FileInfo(ROW, 60.0, 50.0, 3))])
+    segs = p | "T" >> beam.Create([("talk", t) for t in texts((0, 0, 20, "a"))])
+    failed = p | "X" >> beam.Create([("talk", 1)])
+    out = (files, segs, failed) | Reassemble("m", None)
+    lost = out.failures | beam.Map(lambda f: (f.key, f.stage, f.error_type, f.segment_index))
+    assert_that(lost, equal_to([("talk", "inference", "SegmentLost", 2)]), label="Lost")
+    assert_that(out.transcripts | beam.Map(lambda r: (r["status"], r["failed_segments"])),
+                equal_to([("partial", [1, 2])]), label="Partial")
+    result = p.run()
+    result.wait_until_finish()
+    metrics = counters(result)
+    assert metrics["reassemble"]["segments_lost"] == 1
+    # as the run's counters would say: 3 cut, 1 transcribed, 2 segment failure records (one of them lost)
+    metrics.update({"segment": {"segments": 3}, "inference": {"segments": 1}, "failures": {"segments": 2},
+                    "index": {"rows": 1}})
+    record = build_run_record(metrics, wall_s=1.0, started_at="t", input_index="i", output="o", runner="r",
+                              stop_after=None, model="m", backend="vllm", config={}, config_digest="d")
+    assert record["segments_reconciled"] is False
+    assert record["segment_accounting"] == {"cut": 3, "transcribed": 1, "failed": 1, "reused": 0, "lost": 1,
+                                            "engine_restarts": 0, "reconciled": False}
+    assert "every segment accounted for: NO" in format_summary(record) and "LOST 1" in format_summary(record)
+    write_json(str(tmp_path / "run.json"), record)
+    found, _ = problems(str(tmp_path), 1.0)
+    assert any("segments are not accounted for" in f for f in found)

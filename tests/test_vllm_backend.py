@@ -1,4 +1,4 @@
-"""The vllm backend against an engine with vLLM's AsyncLLM interface (tests/fake_vllm.py)."""
+"""The vllm backend against the engine double (tests/fake_vllm.py), in this process."""
 
 import threading
 
@@ -8,7 +8,6 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-import fake_vllm
 from asr_distill.asr import quality
 from asr_distill.asr.families import family_for
 from asr_distill.asr import vllm_backend
@@ -18,9 +17,8 @@ from asr_distill.records import Segment
 from transforms.inference import Transcribe
 
 CFG = InferenceConfig(backend="vllm", model="/models/Qwen2-Audio-7B-Instruct", temperature=0.0, top_p=0.9,
-                      max_new_tokens=200, repetition_penalty=1.05, seed=7,
-                      vllm=VllmEngineConfig(max_model_len=4096, gpu_memory_utilization=0.8, max_num_seqs=64,
-                                            driver="async"))
+                      max_new_tokens=200, repetition_penalty=1.05, seed=7, share_across_processes=False,
+                      vllm=VllmEngineConfig(max_model_len=4096, gpu_memory_utilization=0.8, max_num_seqs=64))
 
 
 def seg(index, seconds, marker=None, key="file", language=None):
@@ -28,24 +26,20 @@ def seg(index, seconds, marker=None, key="file", language=None):
     return Segment(key, index, 0.0, seconds, audio, language=language)
 
 
-@pytest.fixture
-def engines():
-    made = []
-
-    def factory(args):
-        made.append(fake_vllm.FakeAsyncLLM(args))
-        return made[-1]
-    return made, factory
+@pytest.fixture(autouse=True)
+def fake_engine(monkeypatch):
+    monkeypatch.setenv("ASR_DISTILL_VLLM_ENGINE", "fake_vllm")
+    monkeypatch.setattr(vllm_backend, "_ENGINES", {})
 
 
-def backend(engines, cfg=CFG):
-    made, factory = engines
-    return VllmBackend(cfg, engine_factory=factory, sampling_factory=fake_vllm.sampling), made
+def backend(cfg=CFG):
+    b = VllmBackend(cfg)
+    return b, b.engines.engine
 
 
-def test_engine_arguments_come_from_config(engines):
-    b, made = backend(engines)
-    args = made[0].args
+def test_engine_arguments_come_from_config():
+    b, engine = backend()
+    args = engine.args
     assert args["model"] == "/models/Qwen2-Audio-7B-Instruct"
     assert (args["max_model_len"], args["gpu_memory_utilization"], args["max_num_seqs"]) == (4096, 0.8, 64)
     assert args["limit_mm_per_prompt"] == {"audio": 1} and args["tensor_parallel_size"] == 1
@@ -55,8 +49,8 @@ def test_engine_arguments_come_from_config(engines):
     assert omni["limit_mm_per_prompt"] == {"audio": 1, "image": 0, "video": 0}
 
 
-def test_requests_carry_the_audio_in_the_model_chat_template(engines):
-    b, made = backend(engines)
+def test_requests_carry_the_audio_in_the_model_chat_template():
+    b, _ = backend()
     s = seg(3, 5.0, language="de")
     req = b.request(s)
     assert req["prompt"] == (
@@ -65,9 +59,9 @@ def test_requests_carry_the_audio_in_the_model_chat_template(engines):
         "Reply with the transcript only. The speech is in German.<|im_end|>\n<|im_start|>assistant\n")
     audio, rate = req["multi_modal_data"]["audio"]
     assert audio is s.audio and rate == 16000
-    sp = b.sampling_params(s)
-    assert (sp.temperature, sp.top_p, sp.max_tokens, sp.repetition_penalty, sp.seed, sp.logprobs) == \
-        (0.0, 0.9, 200, 1.05, 7, 0)
+    sp = b.sampling_kwargs(s)
+    assert (sp["temperature"], sp["top_p"], sp["max_tokens"], sp["repetition_penalty"], sp["seed"],
+            sp["logprobs"]) == (0.0, 0.9, 200, 1.05, 7, 0)
 
 
 def test_qwen3_omni_prompt_and_instruction_template():
@@ -77,7 +71,7 @@ def test_qwen3_omni_prompt_and_instruction_template():
     assert fam.parse("<think>hmm</think>\n你好") == "你好"
     assert family_for("x", "qwen3-omni") is fam and family_for("my-finetune", None).name == "qwen2-audio"
     with pytest.raises(ValueError, match="unknown model family"):
-        family_for("x", "whisper")
+        family_for("x", "wav2vec")
 
 
 @pytest.mark.parametrize("raw, parsed", [
@@ -96,8 +90,8 @@ def test_output_cap_follows_audio_length():
     assert max_tokens_for(InferenceConfig(backend="vllm"), 10.0) == 512
 
 
-def test_results_signals_and_a_bad_segment_failing_alone(engines):
-    b, _ = backend(engines)
+def test_results_signals_and_a_bad_segment_failing_alone():
+    b, _ = backend()
     batch = [seg(0, 4.0), seg(1, 31.0), seg(2, 2.0, marker=-1), seg(3, 6.0)]
     out = b.transcribe_segments(batch)
     assert out[0].text == "marker 0 lasts 4.0 seconds" and out[3].text == "marker 3 lasts 6.0 seconds"
@@ -116,33 +110,8 @@ def test_quality_flags():
     assert quality.compression_ratio("ha " * 50) > quality.MAX_COMPRESSION_RATIO
 
 
-def test_concurrent_batches_share_one_engine_and_overlap(engines):
-    """Bundles calling from several threads keep the engine's queue full across batch boundaries."""
-    b, made = backend(engines)
-    results = {}
-
-    def bundle(t):
-        batch = [seg(t * 100 + i, 2.0 + i, key=f"f{t}") for i in range(8)]
-        results[t] = b.transcribe_segments(batch)
-
-    threads = [threading.Thread(target=bundle, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(made) == 1
-    assert made[0].max_in_flight > 8  # requests of different batches were in the engine at once
-    for t, out in results.items():
-        assert [r.text.split()[1] for r in out] == [str(t * 100 + i) for i in range(8)]
-    ids = [rid for _, _, rid in made[0].requests]
-    assert len(ids) == len(set(ids)) == 32
-
-
-def test_through_beam_runinference_with_failures(monkeypatch, tmp_path):
-    """The default ('step') driver through RunInference: every key back once, the bad one a failure."""
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_llm_engine", fake_vllm.FakeLLMEngine)
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
+def test_through_beam_runinference_with_failures():
+    """The engine in this process through RunInference: every key back once, the bad one a failure."""
     cfg = InferenceConfig(backend="vllm", batch_size=4, share_across_processes=False, model="m-beam")
     segments = [seg(i, 3.0 + i % 5, key=f"k{i // 10}") for i in range(40)] + [seg(99, 35.0, key="long")]
     with BeamTestPipeline() as p:
@@ -154,59 +123,20 @@ def test_through_beam_runinference_with_failures(monkeypatch, tmp_path):
         assert_that(out.failed_segments, equal_to([("long", 99)]), label="FailedIndex")
 
 
-def test_one_engine_per_machine_through_a_process_proxy(monkeypatch):
-    """share_across_processes: Beam hosts the backend behind a multiprocessing proxy server (in the
-    first worker process to ask); every SDK process, that one included, calls it through the proxy."""
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm", lambda args: fake_vllm.FakeAsyncLLM(args))
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
-    cfg = InferenceConfig(backend="vllm", batch_size=3, share_across_processes=True, model="m-proxy",
-                          vllm=VllmEngineConfig(driver="async"))
-    segments = [seg(i, 2.0, key="p") for i in range(7)] + [seg(50, 31.0, key="p")]
-    with BeamTestPipeline() as p:
-        out = p | beam.Create(segments) | Transcribe(cfg)
-        assert_that(out.texts | beam.MapTuple(lambda k, t: t.index), equal_to(list(range(7))), label="Texts")
-        assert_that(out.failures | beam.Map(lambda f: f.segment_index), equal_to([50]), label="Failed")
-    engine = vllm_backend.shared_backend(cfg).engine
-    assert sorted(int(r[0]["multi_modal_data"]["audio"][0][0]) for r in engine.requests) == list(range(7))
-
-
-def test_accelerator_hint_lands_on_the_inference_step_only():
-    cfg = InferenceConfig(backend="vllm", accelerator="type:nvidia-h200;count:1")
-    p = beam.Pipeline()
-    _ = p | beam.Create([seg(0, 1.0)]) | "Inference" >> Transcribe(cfg)
-    proto = p.to_runner_api()
-    hinted = set()
-    for t in proto.components.transforms.values():
-        env = proto.components.environments[t.environment_id] if t.environment_id else None
-        if env is not None and env.resource_hints:
-            assert dict(env.resource_hints) == {"beam:resources:accelerator:v1": b"type:nvidia-h200;count:1"}
-            hinted.add(t.unique_name)
-    assert "Inference/RunInference/BeamML_RunInference/ParDo(_RunInferenceDoFn)" in hinted
-    assert all(name.startswith("Inference/RunInference/BeamML_RunInference") for name in hinted)
-
-
-def test_configs_differing_only_in_sampling_share_one_engine(monkeypatch):
-    made = []
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._start_async_llm",
-                        lambda args: made.append(fake_vllm.FakeAsyncLLM(args)) or made[-1])
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._vllm_sampling_params", fake_vllm.sampling)
-    monkeypatch.setattr("asr_distill.asr.vllm_backend._HOSTS", {})
-    v = VllmEngineConfig(driver="async")
-    a = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.0, vllm=v))
+def test_configs_differing_only_in_sampling_share_one_engine():
+    a = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.0,
+                                                    share_across_processes=False))
     b = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", temperature=0.7, ignore_eos=True,
-                                                    vllm=v))
-    c = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m",
-                                                    vllm=VllmEngineConfig(max_num_seqs=8, driver="async")))
-    assert a.engine is b.engine and a.engine is not c.engine and len(made) == 2
-    assert b.sampling_params(seg(0, 1.0)).temperature == 0.7
+                                                    share_across_processes=False))
+    c = vllm_backend.shared_backend(InferenceConfig(backend="vllm", model="m", share_across_processes=False,
+                                                    vllm=VllmEngineConfig(max_num_seqs=8)))
+    assert a.engines is b.engines and a.engines is not c.engines
+    assert a.engines.engine.args["max_num_seqs"] == 256 and c.engines.engine.args["max_num_seqs"] == 8
+    assert b.sampling_kwargs(seg(0, 1.0))["temperature"] == 0.7
 
 
-def test_stepping_driver_tops_up_the_running_batch_from_many_callers():
-    made = []
-    cfg = InferenceConfig(backend="vllm", model="m")  # the default driver
-    b = VllmBackend(cfg, engine_factory=lambda a: made.append(fake_vllm.FakeLLMEngine(a)) or made[-1],
-                    sampling_factory=fake_vllm.sampling)
+def test_the_engine_loop_tops_up_the_running_batch_from_many_callers():
+    b, engine = backend()
     results = {}
 
     def bundle(t):
@@ -218,10 +148,54 @@ def test_stepping_driver_tops_up_the_running_batch_from_many_callers():
         t.start()
     for t in threads:
         t.join()
-    engine = made[0]
-    assert engine.thread == "vllm-engine-step" and engine.max_running > 8
+    assert engine.thread == "vllm-engine-step" and engine.max_running > 8  # batches overlapped
     for t, out in results.items():
         assert [r.text.split()[1] for r in out[:8]] == [str(t * 100 + i) for i in range(8)]
         assert out[0].signals["avg_logprob"] == -0.1
     assert isinstance(results[0][8], ValueError)
-    b._host.close()
+    ids = [rid for _, _, rid in engine.requests]
+    assert len(ids) == len(set(ids)) == 32
+    b.engines.close()
+
+
+def test_an_engine_that_fails_a_step_fails_the_batch_loudly(monkeypatch):
+    """In this process there is no second engine to go to: the batch raises EngineFailedError, which
+    the inference stage does not turn into per-segment failure records (the job stops)."""
+    from transforms.inference import BATCH_ERRORS
+
+    monkeypatch.setenv("FAKE_VLLM_FAIL_AT_STEP", "2")
+    b, _ = backend()
+    with pytest.raises(vllm_backend.EngineFailedError, match="failed a step") as caught:
+        b.transcribe_segments([seg(i, 3.0) for i in range(3)])
+    assert not isinstance(caught.value, BATCH_ERRORS)
+    with pytest.raises(vllm_backend.EngineFailedError):  # and so does every later batch
+        b.transcribe_segments([seg(9, 1.0)])
+
+
+def test_whisper_requests_are_encoder_decoder_prompts():
+    cfg = InferenceConfig(backend="vllm", model="/models/whisper-base-hf", language="en", share_across_processes=False,
+                          max_new_tokens=1000)
+    b, engine = backend(cfg)
+    assert b._family.name == "whisper" and engine.args["max_model_len"] == 448
+    s = seg(4, 6.0)
+    req = b.request(s)
+    assert req["decoder_prompt"] == "<|startoftranscript|><|en|><|transcribe|><|notimestamps|>"
+    audio, rate = req["encoder_prompt"]["multi_modal_data"]["audio"]
+    assert audio is s.audio and rate == 16000 and req["encoder_prompt"]["prompt"] == ""
+    assert b.sampling_kwargs(s)["max_tokens"] == 440  # Whisper's decoder has 448 positions
+    [out] = b.transcribe_segments([s])
+    assert out.text == "The original content of this audio is: 'marker 4 lasts 6.0 seconds'"
+    hinted = VllmBackend(InferenceConfig(backend="vllm", model="openai/whisper-large-v3", prompt="Kubernetes, Beam.",
+                                         share_across_processes=False))
+    assert hinted.request(s)["decoder_prompt"] == "<|startofprev|> Kubernetes, Beam.<|startoftranscript|>"
+
+
+def test_a_local_model_directory_says_its_family(tmp_path):
+    teacher = tmp_path / "teacher"  # a name that says nothing
+    teacher.mkdir()
+    (teacher / "config.json").write_text('{"model_type": "whisper"}')
+    assert family_for(str(teacher), None).name == "whisper"
+    (teacher / "config.json").write_text('{"model_type": "qwen3_omni_moe"}')
+    assert family_for(str(teacher), None).name == "qwen3-omni"
+    assert family_for(str(tmp_path / "missing"), None).name == "qwen2-audio"
+    assert family_for(str(teacher), "whisper").name == "whisper"  # the config's word wins

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
 from typing import Callable, NamedTuple, Optional
 
 import apache_beam as beam
@@ -13,6 +16,21 @@ from transforms import coders, oss_filesystem  # noqa: F401  (register the audio
 GOOD = "good"
 FAILURES = "failures"
 _CRASHED = "crashed"
+
+
+def _exit_without_teardown() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+# An SDK worker process (the runner gave it a control channel) leaves without tearing its modules down
+# once its harness is done: DirectRunner closes its worker processes one after another at the end of a
+# job, and a process that imported torch (Silero) spends ~0.7 s on that, 11 s for 16 workers (measured:
+# a bare Beam worker exits in 0.16 s). Everything it did is with the runner by then. Registered last, run
+# first.
+if "CONTROL_API_SERVICE_DESCRIPTOR" in os.environ:
+    atexit.register(_exit_without_teardown)
 
 
 class StageOutputs(NamedTuple):

@@ -15,8 +15,8 @@ from transforms.common import FAILURES, GOOD
 
 FAILED_SEGMENTS = "failed_segments"
 # A batch that raises one of these becomes failure records (one per segment) and the job goes on.
-# Anything else (a missing package, a dead engine) fails the job: millions of identical failure
-# records help nobody.
+# Anything else (a missing package, an engine that cannot start or keeps dying: EngineFailedError)
+# fails the job: millions of identical failure records help nobody.
 BATCH_ERRORS = (RuntimeError, ValueError, TimeoutError, MemoryError)
 
 
@@ -35,22 +35,27 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
 
     def run_inference(self, batch: Sequence[Segment], model: ASRBackend,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        # `model` may be a proxy to an engine in another process: call its one method, nothing else.
         results = model.transcribe_segments(list(batch))
-        return [PredictionResult(seg, res, model_id=self._model_id) for seg, res in zip(batch, results)]
+        restarts = getattr(model, "take_restarts", None)
+        if restarts:
+            Metrics.counter("inference", "engine_restarts").inc(restarts())
+        audio_ms = Metrics.counter("inference", "audio_ms")
+        for seg, res in zip(batch, results):
+            if isinstance(res, Transcription):
+                audio_ms.inc(int(1000 * len(seg.audio) / SAMPLE_RATE))
+        # Past the model a segment is its key, index and times: no audio leaves this step.
+        return [PredictionResult(seg.without_audio(), res, model_id=self._model_id) for seg, res in zip(batch, results)]
+
+    def get_num_bytes(self, batch: Sequence[Segment]) -> int:
+        # Beam's default pickles the whole batch to measure it: a copy of every segment's audio.
+        return sum(seg.audio.nbytes for seg in batch)
 
     def get_metrics_namespace(self) -> str:
         return "inference"
 
-    def share_model_across_processes(self) -> bool:
-        # A GPU engine is loaded once per machine and fed by every SDK worker process there.
-        return self._cfg.backend == "vllm" and self._cfg.share_across_processes
-
-    def model_copies(self) -> int:
-        return self._cfg.model_copies
-
-    def get_resource_hints(self) -> dict:
-        return {"accelerator": self._cfg.accelerator} if self._cfg.accelerator else {}
+    # Not Beam's cross-process sharing (share_model_across_processes): it hosts the model inside one
+    # SDK worker, which the runner may end at any time. A vllm backend shares the machine's engine
+    # servers itself (asr_distill/asr/engine_server.py); any other backend loads once per process.
 
 
 class InferenceOutputs(NamedTuple):
@@ -66,7 +71,6 @@ class _SplitResults(beam.DoFn):
         out = result.inference
         if isinstance(out, Transcription):
             Metrics.counter("inference", "segments").inc()
-            Metrics.counter("inference", "audio_ms").inc(int(1000 * len(seg.audio) / SAMPLE_RATE))
             yield seg.key, SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals,
                                        seg.parts)
         else:

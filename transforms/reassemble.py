@@ -9,7 +9,7 @@ from apache_beam.metrics import Metrics
 
 from asr_distill.config import FiltersConfig
 from asr_distill.records import Failure
-from asr_distill.reassemble import assemble_transcript
+from asr_distill.reassemble import assemble_transcript, lost_segments
 from transforms.common import FAILURES, GOOD
 
 
@@ -56,6 +56,12 @@ class _Assemble(beam.DoFn):
 
     def process(self, keyed):
         _key, acc = keyed
+        if acc["info"] is None:  # texts for a file this run did not cut (cannot happen: same config)
+            Metrics.counter("reassemble", "texts_without_file").inc(len(acc["texts"]))
+            return
+        for failure in lost_segments(acc["info"], acc["texts"], acc["failed"]):
+            Metrics.counter("reassemble", "segments_lost").inc()
+            yield beam.pvalue.TaggedOutput(FAILURES, failure)
         result, dropped = assemble_transcript(acc["info"], acc["texts"], acc["failed"], self._model,
                                               self._prompt, self._filters)
         if isinstance(result, Failure):

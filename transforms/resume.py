@@ -6,7 +6,8 @@
 - segment texts (OUTPUT/_work/texts-*.jsonl): segments transcribed before the kill are not sent to the
   model again; their texts join this run's in reassembly.
 
-All of it is joined with CoGroupByKey on the workers: the launcher never holds the keys.
+All of it is joined with the index rows by file key in Admit's CoGroupByKey, on the workers (the
+launcher never holds the keys), before any audio is decoded.
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
 
-from asr_distill.records import Segment, segment_id
-from transforms.common import GOOD
 from transforms.write import segment_text_from_json, work_path
-
-REUSED = "reused"
 
 
 class Committed(NamedTuple):
     transcript_keys: beam.PCollection  # str
     old_lines: beam.PCollection  # (key, (kind, JSON line)), kind in SET_ASIDE
-    texts: beam.PCollection  # (segment id, SegmentText)
+    texts: beam.PCollection  # (file key, SegmentText)
 
 
 def transcripts_glob(output: str, done: str = "transcripts") -> str:
@@ -67,7 +63,7 @@ def _keyed(kind: str):
 
 def _keyed_text(line: str):
     text = segment_text_from_json(json.loads(line))
-    return segment_id(text.key, text.index), text
+    return text.key, text
 
 
 def read_committed(p, output: str, resume: bool, done: str = "transcripts") -> Committed:
@@ -77,32 +73,5 @@ def read_committed(p, output: str, resume: bool, done: str = "transcripts") -> C
     old = [_lines(p, f"Committed{kind.title()}", FileSystems.join(before_dir(output, kind), "*.jsonl"), resume)
            | f"{kind.title()}Keys" >> beam.FlatMap(_keyed(kind)) for kind in SET_ASIDE]
     texts = (_lines(p, "CommittedTexts", texts_glob(output), resume)
-             | "TextIds" >> beam.Map(_keyed_text))
+             | "TextKeys" >> beam.Map(_keyed_text))
     return Committed(keys, old | "OldLines" >> beam.Flatten(), texts)
-
-
-class _Route(beam.DoFn):
-    def process(self, grouped):
-        _segment_id, (segments, texts) = grouped
-        if not segments:
-            return
-        seg: Segment = segments[0]
-        if texts:
-            Metrics.counter("resume", "segments_reused").inc()
-            yield beam.pvalue.TaggedOutput(REUSED, (seg.key, texts[0]))
-        else:
-            yield seg
-
-
-class ReuseTexts(beam.PTransform):
-    """(segments, committed texts) -> segments still to transcribe, and (key, SegmentText) reused.
-
-    Grouping by segment id also spreads a long file's segments over the workers, like a Reshuffle.
-    """
-
-    def expand(self, inputs):
-        segments, texts = inputs
-        out = ((segments | "BySegmentId" >> beam.Map(lambda s: (s.segment_id, s)), texts)
-               | "Join" >> beam.CoGroupByKey()
-               | "Route" >> beam.ParDo(_Route()).with_outputs(REUSED, main=GOOD))
-        return out[GOOD], out[REUSED]

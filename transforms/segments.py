@@ -37,7 +37,12 @@ class SegmentDoFn(beam.DoFn):
             Metrics.counter("segment", "files_without_speech").inc()
         yield beam.pvalue.TaggedOutput(
             FILES, (audio.row.key, FileInfo(audio.row, audio.duration_s, speech_s, len(segments))))
-        yield from segments
+        done = set(audio.row.done_segments)  # --resume: their texts were committed (Admit)
+        for segment in segments:
+            if segment.index in done:
+                Metrics.counter("resume", "segments_reused").inc()
+            else:
+                yield segment
 
 
 class CutSegments(beam.PTransform):

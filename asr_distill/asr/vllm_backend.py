@@ -1,31 +1,30 @@
-"""vLLM backend: one in-process engine, fed concurrently from every thread that calls it.
+"""vLLM backend: segments in, one request each, into an engine whose scheduler batches continuously.
 
-Every call of `transcribe_batch` (one per Beam batch, from any number of bundles/threads at once)
-submits its segments as separate requests to the same engine, whose scheduler batches all requests in
-flight continuously. So the GPU does not drain at batch boundaries: while one bundle waits for its last
-long segment, the others' requests keep the batch full. A bad request (too long for max_model_len, say)
-fails alone. One engine per process (see `shared_backend`); Beam's `share_model_across_processes`
-makes it one per machine.
-
-Two drivers (`vllm.driver`): 'step' (default) owns vLLM's LLMEngine in one thread and adds queued
-requests between engine steps, the loop `LLM.generate` runs; 'async' runs AsyncLLM on an event loop.
-Measured on an H100 (benchmarks/RESULTS.md): step 0.99 of raw `LLM.generate`, async 0.80-0.85.
+The engine is vLLM's synchronous LLMEngine owned by one thread (`EngineLoop`): between engine steps it
+adds every request queued by any caller, the loop `LLM.generate` runs, so the running batch is topped
+up and never drains at the callers' batch boundaries (measured on an H100: 0.99 of raw
+`LLM.generate`). With `share_across_processes` (the default) that loop runs in an engine server
+process per GPU (`engine_server`), fed by every SDK worker process on the machine; otherwise in a
+thread of the calling process. A request that vLLM refuses (longer than max_model_len, say) fails
+alone; an engine that dies fails (or, in the server, retries) every request it held.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import itertools
 import json
 import logging
 import math
+import queue
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 from asr_distill.asr import IsolatingBackend, Transcription
 from asr_distill.asr.families import ModelFamily, family_for
 from asr_distill.asr.quality import quality_signals
+from asr_distill.asr.vllm_engine import engine_module
 from asr_distill.config import InferenceConfig
 from asr_distill.records import SAMPLE_RATE, Segment
 
@@ -33,6 +32,37 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 512
 _MIN_NEW_TOKENS = 4
+# Requests added between two engine steps at most: adding one runs vLLM's input processing (the
+# audio feature extractor), so a long queue is taken in slices and results keep flowing meanwhile.
+_TAKE_PER_STEP = 256
+
+
+class EngineDiedError(Exception):
+    """The engine that held a request is gone (its process died or it failed a step)."""
+
+
+class EngineFailedError(Exception):
+    """The engine could not be started, or kept dying: the job cannot go on.
+
+    Deliberately not a RuntimeError: the inference stage turns those into failure records per segment
+    and goes on, which for a dead engine would mean millions of identical records."""
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """What the backend needs of a finished vLLM request (plain data: it crosses processes)."""
+
+    text: str
+    token_ids: tuple
+    cumulative_logprob: Optional[float]
+    finish_reason: Optional[str]
+
+    @classmethod
+    def of(cls, request_output) -> "EngineOutput":
+        if not request_output.outputs:
+            raise ValueError(f"engine returned no output for {request_output.request_id}")
+        out = request_output.outputs[0]
+        return cls(out.text, tuple(out.token_ids), out.cumulative_logprob, out.finish_reason)
 
 
 def engine_args(cfg: InferenceConfig, family: ModelFamily) -> dict[str, Any]:
@@ -62,111 +92,53 @@ def max_tokens_for(cfg: InferenceConfig, audio_s: float) -> int:
     return cap
 
 
-def _vllm_sampling_params(**kwargs):
-    from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
+class EngineLoop:
+    """Owns an engine: `submit` from any thread queues a request; `run` (one thread) adds queued
+    requests between steps and resolves each request's future with its EngineOutput."""
 
-    return SamplingParams(output_kind=RequestOutputKind.FINAL_ONLY, **kwargs)
-
-
-def _start_llm_engine(args: dict):
-    from vllm.engine.arg_utils import EngineArgs
-    from vllm.usage.usage_lib import UsageContext
-    from vllm.v1.engine.llm_engine import LLMEngine
-
-    return LLMEngine.from_engine_args(EngineArgs(**args), usage_context=UsageContext.LLM_CLASS)
-
-
-def _start_async_llm(args: dict):
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
-
-
-class EngineHost:
-    """An engine and the event-loop thread it runs on; requests from any thread are scheduled there."""
-
-    def __init__(self, args: dict, factory: Callable[[dict], Any]):
-        self.args = args
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
-        self._thread.start()
-        log.info("starting vLLM engine for %s", args.get("model"))
-        # Built on the loop: the engine binds its output handler to the running loop.
-        self.engine = self.submit(self._call(factory, args)).result()
-
-    @staticmethod
-    async def _call(fn, *args):
-        return fn(*args)
-
-    def submit(self, coro) -> "concurrent.futures.Future":
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    async def _final_output(self, request_id: str, prompt: dict, params):
-        final = None
-        async for output in self.engine.generate(prompt, params, request_id):
-            final = output
-        return final
-
-    def generate(self, request_id: str, prompt: dict, params) -> concurrent.futures.Future:
-        """A future of the request's final RequestOutput (the same call as SteppingHost's)."""
-        return self.submit(self._final_output(request_id, prompt, params))
-
-    def close(self) -> None:
-        shutdown = getattr(self.engine, "shutdown", None)
-        if shutdown:
-            shutdown()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-
-class SteppingHost:
-    """vLLM's synchronous LLMEngine, owned by one thread: between engine steps it adds every request
-    queued by any caller, so the running batch is topped up continuously and never drains at the
-    callers' batch boundaries. Results come back as futures of the final RequestOutput."""
-
-    def __init__(self, args: dict, factory: Callable[[dict], Any]):
-        import queue
-
-        self.args = args
-        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._empty = queue.Empty
+    def __init__(self, sampling_params):
+        self._sampling_params = sampling_params
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        started: concurrent.futures.Future = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(factory, started), name="vllm-engine-step",
-                                        daemon=True)
-        self._thread.start()
-        self.engine = started.result()
+        self.died: Optional[str] = None
+        self._refusal: Optional[BaseException] = None  # what a submit gets once the loop is done
+        self.on_death: Optional[Callable[[str], None]] = None  # told before any caller hears of it
 
-    def generate(self, request_id: str, prompt: dict, params) -> concurrent.futures.Future:
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending) or not self._queue.empty()
+
+    def submit(self, request_id: str, prompt: dict, sampling: dict) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._queue.put((request_id, prompt, params, future))
+        with self._lock:
+            if self._refusal is not None:
+                future.set_exception(type(self._refusal)(str(self._refusal)))
+            else:
+                self._queue.put((request_id, prompt, sampling, future))
         return future
 
+    def stop(self) -> None:
+        self._stop.set()
+
     def _take_queued(self, engine, block: bool) -> None:
-        while True:
+        for _ in range(_TAKE_PER_STEP):
             try:
                 item = self._queue.get(timeout=0.05) if block else self._queue.get_nowait()
-            except self._empty:
+            except queue.Empty:
                 return
             block = False
-            request_id, prompt, params, future = item
+            request_id, prompt, sampling, future = item
             try:
-                engine.add_request(request_id, prompt, params)
-            except ValueError as err:  # this request only (too long, bad input)
+                engine.add_request(request_id, prompt, self._sampling_params(**sampling))
+            except Exception as err:  # noqa: BLE001 - this request only (too long, bad input)
                 future.set_exception(err)
                 continue
             self._pending[request_id] = future
 
-    def _run(self, factory, started) -> None:
-        try:
-            engine = factory(self.args)
-        except BaseException as err:  # noqa: BLE001 - handed to the constructor's caller
-            started.set_exception(err)
-            return
-        started.set_result(engine)
+    def run(self, engine) -> None:
+        """Until stop() or a failed step (then every request held or queued fails with EngineDiedError)."""
         while not self._stop.is_set():
             self._take_queued(engine, block=not self._pending)
             if not self._pending:
@@ -174,40 +146,82 @@ class SteppingHost:
             try:
                 outputs = engine.step()
             except Exception as err:  # noqa: BLE001 - the engine is gone: every waiting caller hears it
-                for future in self._pending.values():
-                    future.set_exception(RuntimeError(f"vLLM engine failed: {err}"))
-                self._pending.clear()
-                continue
+                self._die(f"vLLM engine failed a step: {type(err).__name__}: {err}")
+                return
             for out in outputs:
                 if out.finished and out.request_id in self._pending:
-                    self._pending.pop(out.request_id).set_result(out)
+                    future = self._pending.pop(out.request_id)
+                    try:
+                        future.set_result(EngineOutput.of(out))
+                    except ValueError as err:
+                        future.set_exception(err)
+
+    def _die(self, reason: str) -> None:
+        if self.on_death:
+            self.on_death(reason)
+        self.died = reason
+        self.fail_remaining(EngineDiedError(reason))
+
+    def fail_remaining(self, error: BaseException) -> None:
+        """Every request held or queued fails with `error`, and so does every later submit."""
+        with self._lock:
+            self._refusal = error
+            queued = []
+            while not self._queue.empty():
+                queued.append(self._queue.get_nowait()[3])
+        for future in [*self._pending.values(), *queued]:
+            future.set_exception(error)
+        self._pending.clear()
+
+
+def wait_all(futures: Sequence[concurrent.futures.Future], timeout_s: float) -> list:
+    """Each future's result, or its exception in place (a request that fails, fails alone)."""
+    results: list = []
+    for future in futures:
+        try:
+            results.append(future.result(timeout=timeout_s))
+        except (ValueError, TimeoutError, concurrent.futures.TimeoutError, EngineDiedError) as err:
+            results.append(err)
+    return results
+
+
+class LocalEngine:
+    """The engine in a thread of this process (share_across_processes: false)."""
+
+    def __init__(self, args: dict, request_timeout_s: float = 900.0):
+        module = engine_module()
+        self.args = args
+        self._timeout = request_timeout_s
+        self._loop = EngineLoop(module.sampling_params)
+        self._module = module
+        started: concurrent.futures.Future = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(started,), name="vllm-engine-step", daemon=True)
+        self._thread.start()
+        self.engine = started.result()
+
+    def _run(self, started) -> None:
+        try:
+            engine = self._module.start_engine(self.args)
+        except BaseException as err:  # noqa: BLE001 - handed to the constructor's caller
+            started.set_exception(err)
+            return
+        started.set_result(engine)
+        self._loop.run(engine)
+
+    def generate_all(self, requests: Sequence[tuple[str, dict, dict]]) -> list:
+        results = wait_all([self._loop.submit(*r) for r in requests], self._timeout)
+        for r in results:
+            if isinstance(r, EngineDiedError):
+                raise EngineFailedError(str(r))
+        return results
+
+    def take_restarts(self) -> int:
+        return 0
 
     def close(self) -> None:
-        self._stop.set()
+        self._loop.stop()
         self._thread.join(timeout=10)
-        shutdown = getattr(getattr(self.engine, "engine_core", None), "shutdown", None)
-        if shutdown:
-            shutdown()
-
-
-_HOSTS: dict[str, Any] = {}
-_HOSTS_LOCK = threading.Lock()
-
-
-def make_host(args: dict, driver: str, factory: Optional[Callable[[dict], Any]] = None):
-    if driver == "step":
-        return SteppingHost(args, factory or _start_llm_engine)
-    return EngineHost(args, factory or _start_async_llm)
-
-
-def shared_host(args: dict, driver: str = "async", factory: Optional[Callable[[dict], Any]] = None):
-    """One engine per process and engine arguments, whoever asks: RunInference instances, pipelines
-    with different sampling settings, benchmarks."""
-    key = json.dumps([driver, args], sort_keys=True, default=str)
-    with _HOSTS_LOCK:
-        if key not in _HOSTS:
-            _HOSTS[key] = make_host(args, driver, factory)
-        return _HOSTS[key]
+        self._module.shutdown(self.engine)
 
 
 class VllmBackend(IsolatingBackend):
@@ -215,36 +229,31 @@ class VllmBackend(IsolatingBackend):
     # anything else means the engine itself is in trouble and fails the batch.
     recoverable_errors = (ValueError,)
 
-    def __init__(self, cfg: InferenceConfig, engine_factory: Optional[Callable[[dict], Any]] = None,
-                 sampling_factory: Optional[Callable[..., Any]] = None, host: Optional[EngineHost] = None):
+    def __init__(self, cfg: InferenceConfig, engines=None):
         self._cfg = cfg
         self._family = family_for(cfg.model, cfg.model_family)
         self.model_name = cfg.model or self._family.default_model
         self.prompt = cfg.prompt or self._family.default_instruction
-        self._sampling_factory = sampling_factory or _vllm_sampling_params
         self._ids = itertools.count()
-        self._host = host or make_host(engine_args(cfg, self._family), cfg.vllm.driver, engine_factory)
+        self._engines = engines or LocalEngine(engine_args(cfg, self._family), cfg.request_timeout_s)
 
     @property
-    def engine(self):
-        return self._host.engine
+    def engines(self):
+        return self._engines
 
     def request(self, segment: Segment) -> dict:
-        instruction = self._family.instruction(self._cfg.prompt, segment.language or self._cfg.language)
-        return {"prompt": self._family.prompt(instruction),
-                "multi_modal_data": {"audio": (segment.audio, SAMPLE_RATE)}}
+        return self._family.request(self._cfg.prompt, segment.language or self._cfg.language,
+                                    segment.audio, SAMPLE_RATE)
 
-    def sampling_params(self, segment: Segment):
+    def sampling_kwargs(self, segment: Segment) -> dict:
         cfg = self._cfg
-        return self._sampling_factory(
-            temperature=cfg.temperature, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
-            max_tokens=max_tokens_for(cfg, len(segment.audio) / SAMPLE_RATE), seed=cfg.seed,
-            ignore_eos=cfg.ignore_eos, logprobs=0)
+        max_tokens = max_tokens_for(cfg, len(segment.audio) / SAMPLE_RATE)
+        if self._family.max_new_tokens:
+            max_tokens = min(max_tokens, self._family.max_new_tokens)
+        return dict(temperature=cfg.temperature, top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty,
+                    max_tokens=max_tokens, seed=cfg.seed, ignore_eos=cfg.ignore_eos, logprobs=0)
 
-    def _transcription(self, segment: Segment, request_id: str, final) -> Transcription:
-        if final is None or not final.outputs:
-            raise RuntimeError(f"engine returned no output for {request_id}")
-        out = final.outputs[0]
+    def _transcription(self, segment: Segment, out: EngineOutput) -> Transcription:
         text = self._family.parse(out.text)
         signals = quality_signals(text, out.token_ids, out.cumulative_logprob, out.finish_reason)
         if segment.language or self._cfg.language:
@@ -253,21 +262,40 @@ class VllmBackend(IsolatingBackend):
 
     def transcribe_batch(self, segments: Sequence[Segment]) -> list[Union[Transcription, BaseException]]:
         """All segments go to the engine at once; each result is its transcription or its own error."""
-        ids = [f"{s.segment_id}#{next(self._ids)}" for s in segments]
-        futures = [self._host.generate(i, self.request(s), self.sampling_params(s)) for i, s in zip(ids, segments)]
-        results: list[Union[Transcription, BaseException]] = []
-        for seg, request_id, future in zip(segments, ids, futures):
-            try:
-                results.append(self._transcription(seg, request_id,
-                                                   future.result(timeout=self._cfg.request_timeout_s)))
-            except self.recoverable_errors as err:
-                results.append(err)
-        return results
+        requests = [(f"{s.segment_id}#{next(self._ids)}", self.request(s), self.sampling_kwargs(s))
+                    for s in segments]
+        outputs = self._engines.generate_all(requests)
+        return [self._transcription(s, o) if isinstance(o, EngineOutput) else o for s, o in zip(segments, outputs)]
+
+    def take_restarts(self) -> int:
+        """Engine restarts since the last call (the Beam handler counts them)."""
+        return self._engines.take_restarts()
 
     # Request errors come back in place already; a batch-level error means the engine is unwell.
     transcribe_segments = transcribe_batch
 
+
+_ENGINES: dict[str, Any] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def shared_engines(cfg: InferenceConfig):
+    """One set of engines per process and engine arguments, whoever asks (RunInference instances,
+    pipelines with different sampling settings, benchmarks): the engine servers of the machine, or an
+    engine in this process."""
+    args = engine_args(cfg, family_for(cfg.model, cfg.model_family))
+    shared = cfg.share_across_processes
+    key = json.dumps([shared, cfg.model_copies, args], sort_keys=True, default=str)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            if shared:
+                from asr_distill.asr.engine_server import RemoteEngines
+
+                _ENGINES[key] = RemoteEngines.for_config(cfg)
+            else:
+                _ENGINES[key] = LocalEngine(args, cfg.request_timeout_s)
+        return _ENGINES[key]
+
+
 def shared_backend(cfg: InferenceConfig) -> VllmBackend:
-    """A backend on this process's engine for the config's engine arguments (started on first use)."""
-    family = family_for(cfg.model, cfg.model_family)
-    return VllmBackend(cfg, host=shared_host(engine_args(cfg, family), cfg.vllm.driver))
+    return VllmBackend(cfg, engines=shared_engines(cfg))

@@ -1,0 +1,220 @@
+"""Engine servers: one engine per GPU copy shared by every SDK worker process, restarted when it dies,
+a loud failure when it cannot go on. The CLI runs as a user runs it (DirectRunner, vllm backend, one
+worker process per core), with the engine double (tests/fake_vllm.py) in every process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr_distill.asr import engine_server
+from asr_distill.asr.engine_server import RemoteEngines, engine_specs, read_stats
+from asr_distill.asr.vllm_backend import EngineFailedError, VllmBackend
+from asr_distill.config import InferenceConfig
+from asr_distill.records import Segment
+from conftest import read_jsonl, write_index
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def engine_env(monkeypatch, tmp_path):
+    """Every process of the job (and the servers they start) uses the double and a private engine dir."""
+    monkeypatch.setenv("ASR_DISTILL_VLLM_ENGINE", "fake_vllm")
+    monkeypatch.setenv("ASR_DISTILL_ENGINE_DIR", str(tmp_path / "engines"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    return tmp_path / "engines"
+
+
+def _config(tmp_path, **inference) -> Path:
+    lines = ["inference:", "  backend: vllm", "  model: fake-qwen2-audio", "  batch_size: 4"]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in inference.items()]
+    cfg = tmp_path / "vllm.yaml"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def _cli(*args, wait=True, **popen):
+    cmd = [sys.executable, "-m", "beam_pipeline", "--quiet", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    return proc.communicate(timeout=600) + (proc.returncode,) if wait else proc
+
+
+def _talks(long_forms, copies: int) -> list[dict]:
+    return [{"key": f"{name}-{c}", "uri": str(t.path)} for c in range(copies) for name, t in long_forms.items()]
+
+
+def _assert_texts_belong_to_their_segments(transcripts):
+    for t in transcripts:
+        for s in t["segments"]:  # the double answers with the duration of the audio it was sent
+            heard = float(s["text"].split(" lasts ")[1].split()[0])
+            assert abs(heard - (s["end_s"] - s["start_s"])) <= 0.06, (t["key"], s)
+
+
+def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long_forms):
+    """The README's command on DirectRunner: processes across the cores, one engine for all of them,
+    every segment back once; our own flags are not shipped to the workers (no warning per process)."""
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 2))
+    out = tmp_path / "o"
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}",
+                              "--no_such_beam_flag=1")
+    assert rc == 0, stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["environment"]["running_mode"] == "multi_processing"
+    assert record["environment"]["num_workers"] == len(os.sched_getaffinity(0))
+    seg = record["segment_accounting"]
+    assert record["segments_reconciled"] and seg["cut"] == seg["transcribed"] > 0 and seg["lost"] == 0
+    assert "every segment accounted for: yes" in stdout
+    transcripts = read_jsonl(out, "transcripts")
+    assert sorted(t["key"] for t in transcripts) == sorted(r["key"] for r in _talks(long_forms, 2))
+    assert all(t["status"] == "ok" for t in transcripts) and read_jsonl(out, "failures") == []
+    _assert_texts_belong_to_their_segments(transcripts)
+    [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
+    assert stats["results"] == seg["transcribed"] and stats["exit"] == "shut down by its launcher"
+    assert len(set(stats["clients"])) >= 2  # requests from more than one worker process
+    assert not engine_server._alive(stats["pid"])  # the GPU is free when the command returns
+    assert stderr.count("Discarding unparseable args") == 1 and "--input_index" not in stderr
+
+
+def test_an_engine_killed_mid_run_is_restarted_and_nothing_is_lost(tmp_path, engine_env, long_forms, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")  # a 20 s segment takes about a second
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
+    out = tmp_path / "o"
+    job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}", wait=False)
+    killed = None
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and job.poll() is None and killed is None:
+        for path in engine_env.glob("*.stats.json"):
+            stats = json.loads(path.read_text())
+            if stats["results"] >= 2 and stats["requests"] > stats["results"]:
+                killed = stats["pid"]
+                os.kill(killed, signal.SIGKILL)  # requests are in flight
+        time.sleep(0.05)
+    stdout, stderr = job.communicate(timeout=600)
+    assert killed, "the job ended before its engine could be killed"
+    assert job.returncode == 0, stderr
+    record = json.loads((out / "run.json").read_text())
+    seg = record["segment_accounting"]
+    assert seg["engine_restarts"] >= 1 and seg["lost"] == 0 and seg["failed"] == 0
+    assert record["segments_reconciled"] and seg["cut"] == seg["transcribed"]
+    transcripts = read_jsonl(out, "transcripts")
+    assert len(transcripts) == 9 and all(t["status"] == "ok" for t in transcripts)
+    _assert_texts_belong_to_their_segments(transcripts)
+    [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
+    assert stats["pid"] != killed  # the restarted server finished the job
+
+
+def test_an_engine_that_keeps_dying_fails_the_job_loudly(tmp_path, engine_env, long_forms, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_FAIL_AT_STEP", "3")
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 1))
+    out = tmp_path / "o"
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}")
+    assert rc == 1
+    [line] = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert "the vLLM engine failed" in line and "died 3 times" in line and "engine_restarts=2" in line
+    assert "Traceback" not in stderr.split("error:")[-1]
+    assert not (out / "run.json").exists() and (out / "_work").exists()  # --resume goes on from here
+
+
+def test_an_engine_that_cannot_start_says_why(tmp_path, engine_env, long_forms, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_START_ERROR", "CUDA out of memory: tried to allocate 70 GiB")
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 1))
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}",
+                              f"--config={_config(tmp_path)}", "--direct_num_workers=1")
+    assert rc == 1
+    assert "error: the vLLM engine failed" in stderr and "CUDA out of memory: tried to allocate 70 GiB" in stderr
+
+
+def test_model_copies_get_their_own_gpus_and_every_process_reaches_each(tmp_path, engine_env, long_forms,
+                                                                        monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
+    out = tmp_path / "o"
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}",
+                              f"--config={_config(tmp_path, model_copies=2)}",
+                              "--direct_num_workers=2", "--direct_running_mode=multi_processing")
+    assert rc == 0, stderr
+    record = json.loads((out / "run.json").read_text())
+    stats = sorted((json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")), key=lambda s: s["copy"])
+    assert [(s["copy"], s["cuda_visible_devices"]) for s in stats] == [(0, "3"), (1, "5")]
+    assert sum(s["results"] for s in stats) == record["segment_accounting"]["transcribed"]
+    assert all(s["results"] > 0 for s in stats)
+    worker_pids = [set(s["clients"]) - {os.getpid()} for s in stats]
+    assert worker_pids[0] == worker_pids[1] and len(worker_pids[0]) == 2  # both workers reached both copies
+    assert record["segments_reconciled"]
+
+
+def test_copies_are_spread_over_the_visible_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    cfg = InferenceConfig(backend="vllm", model="m", model_copies=2, vllm={"tensor_parallel_size": 2})
+    assert [s.devices for s in engine_specs(cfg)] == ["0,1", "2,3"]
+    assert [s.devices for s in engine_specs(InferenceConfig(backend="vllm", model="m"))] == [None]
+    with pytest.raises(EngineFailedError, match="needs 6 GPUs"):
+        engine_specs(InferenceConfig(backend="vllm", model="m", model_copies=3, vllm={"tensor_parallel_size": 2}))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert [s.devices for s in engine_specs(InferenceConfig(backend="vllm", model="m", model_copies=2))] == ["0", "1"]
+
+
+def test_threads_of_one_process_share_a_connection_and_requests_fail_alone(engine_env):
+    cfg = InferenceConfig(backend="vllm", model="m", share_across_processes=True)
+    backend = VllmBackend(cfg, engines=RemoteEngines.for_config(cfg))
+    results = {}
+
+    def batch(t):
+        segs = [Segment("f", t * 10 + i, 0.0, 2.0 + i, np.full(int((2 + i) * 16000), float(t * 10 + i), np.float32))
+                for i in range(5)]
+        if t == 0:
+            segs.append(Segment("f", 99, 0.0, 31.0, np.zeros(31 * 16000, np.float32)))
+        results[t] = backend.transcribe_segments(segs)
+
+    threads = [threading.Thread(target=batch, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t, out in results.items():
+        assert [r.text for r in out[:5]] == [f"marker {t * 10 + i} lasts {2 + i:.1f} seconds" for i in range(5)]
+    assert isinstance(results[0][5], ValueError) and "max_model_len" in str(results[0][5])
+    spec = backend.engines.specs[0]
+    engine_server.stop_engines([spec])
+    stats = read_stats(spec)
+    assert stats["results"] == 20 and stats["request_errors"] == 1 and stats["clients"] == [os.getpid()]
+
+
+def test_a_usage_error_does_not_wait_for_an_engine_that_is_still_loading(tmp_path, engine_env, long_forms,
+                                                                       monkeypatch):
+    """The command starts the engine before anything else; when it then refuses to run (here: the
+    output holds results), the engine goes at once, not after it has loaded."""
+    monkeypatch.setenv("FAKE_VLLM_START_S", "300")
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 1))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "transcripts-0.jsonl").write_text("{}\n")
+    started = time.monotonic()
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}")
+    assert rc == 2 and "already holds results" in stderr
+    [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
+    assert stats["ready_at"] is None and "shut down by its launcher" in stats["exit"]
+    assert not engine_server._alive(stats["pid"])
+    assert time.monotonic() - started < 120  # far less than the engine's 300 s start
+
+
+def test_sdk_worker_processes_exit_without_tearing_their_modules_down(tmp_path):
+    """A process the runner started as an SDK worker skips the interpreter's teardown (torch's takes
+    ~0.7 s a process, and DirectRunner closes its workers one by one); anything else exits normally."""
+    script = ("import atexit; atexit.register(lambda: print('torn down', flush=True)); "
+              "import transforms.common; print('work done', flush=True)")
+    env = dict(os.environ, PYTHONPATH=str(TESTS.parent))
+    plain = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    worker = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**env, "CONTROL_API_SERVICE_DESCRIPTOR": "url: 'localhost:1'"})
+    assert plain.returncode == worker.returncode == 0
+    assert plain.stdout.split() == ["work", "done", "torn", "down"]
+    assert worker.stdout.split() == ["work", "done"]
