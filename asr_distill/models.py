@@ -69,5 +69,23 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m asr_distill.models",
+                                 description="Build the embedded Whisper base (CTranslate2) and print its directory.")
+    ap.add_argument("target", nargs="?", type=Path, help="where to build it (default: the cache)")
+    ap.add_argument("--hf", type=Path, metavar="DIR",
+                    help="also convert it to a Hugging Face Whisper directory DIR (for vLLM or transformers)")
+    args = ap.parse_args(argv)
+    ct2 = embedded_whisper_base(args.target)
+    print(ct2)
+    if args.hf:
+        from asr_distill.whisper_hf import convert
+
+        print(convert(ct2, args.hf))
+    return 0
+
+
 if __name__ == "__main__":
-    print(embedded_whisper_base(Path(sys.argv[1]) if len(sys.argv) > 1 else None))
+    sys.exit(main())
