@@ -1,0 +1,299 @@
+"""The README's vLLM command end to end on one GPU machine, against raw vLLM on the same segments.
+
+  python benchmarks/gpu_e2e.py e2e --index I --model DIR [--label L] [--scale N] [-- extra CLI flags]
+  python benchmarks/gpu_e2e.py raw --index I --model DIR
+  python benchmarks/gpu_e2e.py report
+
+`e2e` runs `python -m beam_pipeline --input_index=I --output=O --config=C` as a user would, where C
+is launch/config/teacher.yaml with the model set and four benchmark-only changes: random weights
+(`load_format: dummy`), a fixed output length (`ignore_eos`, `max_new_tokens: 96`) and vLLM's prefix
+and multimodal caches off (on repeated audio they made vLLM faster than the hardware allows). It
+records the wall time from the command's start to its exit, the split (engine started / ready, first
+request, last result: from the engine server's stats), the GPU's busy share (NVML), the runner's peak
+RSS (the command and its SDK worker processes, not the engine server) and run.json's accounting.
+
+`raw` cuts the same segments with the pipeline's own functions (decode, Silero, segmenting, on every
+core) and times `import vllm`, `vllm.LLM(...)` and one `LLM.generate` over all of them with the same
+engine arguments and per-segment sampling: engine start (vLLM's import included) counted on both
+sides. (Until 2026-12-01 the import was left out of the raw side: see RESULTS.md.) `report` prints e2e/raw.
+
+`--fake` swaps vLLM for the engine double (tests/fake_vllm.py): for checking this script, and for
+the runner's memory at several corpus sizes on a machine without a GPU. Results are JSON lines in
+$OUT/gpu_e2e.jsonl (or ./gpu_e2e.jsonl).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+OUT = Path(os.environ.get("OUT", "."))
+TEACHER = ROOT / "launch" / "config" / "teacher.yaml"
+BENCH_ONLY = {"ignore_eos": True, "max_new_tokens": 96}
+CACHES_OFF = {"enable_prefix_caching": False, "mm_processor_cache_gb": 0}
+
+
+def _logs() -> list[Path]:
+    """$OUT/gpu_e2e.jsonl, and a copy in the work folder that outlives one device call's $OUT."""
+    work = Path(os.environ.get("BENCH_WORK", "/tmp/gpu_e2e"))
+    work.mkdir(parents=True, exist_ok=True)
+    return list(dict.fromkeys([OUT / "gpu_e2e.jsonl", work / "gpu_e2e.jsonl"]))
+
+
+def log(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+    for path in _logs():
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def bench_config(model: str, path: Path, teacher: Path = TEACHER, real: bool = False) -> Path:
+    """The teacher config with the model set; unless `real`, random weights and a fixed output length.
+    vLLM's caches are off either way."""
+    cfg = yaml.safe_load(Path(teacher).read_text())
+    inference = cfg["inference"]
+    inference["model"] = model
+    vllm = inference.setdefault("vllm", {})
+    vllm["engine_kwargs"] = {**vllm.get("engine_kwargs", {}), **CACHES_OFF}
+    if not real:
+        inference.update(BENCH_ONLY)
+        vllm["load_format"] = "dummy"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def scaled_index(index: Path, scale: int, out: Path) -> Path:
+    """The index `scale` times over, each copy with its own keys (the same files)."""
+    base = Path(index).resolve().parent
+    rows = [json.loads(line) for line in Path(index).read_text().splitlines() if line.strip()]
+    with open(out, "w") as f:
+        for copy in range(scale):
+            for row in rows:
+                f.write(json.dumps({**row, "key": f"{row['key']}#{copy}", "uri": str(base / row["uri"])}) + "\n")
+    return out
+
+
+# ------------------------------------------------------------------------------- sampling a process tree
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _subtree(root: int, tree: dict, skip: set) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in skip:
+            continue
+        out.append(pid)
+        todo += tree.get(pid, [])
+    return out
+
+
+def _rss(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class Sampler(threading.Thread):
+    """Every half second: the RSS of a process tree without the engine servers, and GPU utilisation."""
+
+    def __init__(self, root: int, engine_dir: Path):
+        super().__init__(daemon=True)
+        self.root, self.engine_dir = root, engine_dir
+        self.peak_runner = self.peak_engine = 0
+        self.util: list[int] = []
+        self.stop = threading.Event()
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._gpu = pynvml.nvmlDeviceGetHandleByIndex(0)
+            self._nvml = pynvml
+        except Exception:  # noqa: BLE001 - no GPU, no NVML: no utilisation figures
+            self._nvml = None
+
+    def _engine_pids(self) -> set:
+        pids = set()
+        for p in self.engine_dir.glob("*.pid"):
+            try:
+                pids.add(int(p.read_text()))
+            except (OSError, ValueError):
+                pass
+        return pids
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            tree, engines = _children(), self._engine_pids()
+            runner = sum(_rss(p) for p in _subtree(self.root, tree, engines))
+            engine = sum(_rss(p) for e in engines for p in _subtree(e, tree, set()))
+            self.peak_runner, self.peak_engine = max(self.peak_runner, runner), max(self.peak_engine, engine)
+            if self._nvml:
+                self.util.append(self._nvml.nvmlDeviceGetUtilizationRates(self._gpu).gpu)
+            self.stop.wait(0.5)
+
+
+# ----------------------------------------------------------------------------------------------- e2e
+
+
+def e2e(args, extra: list[str]) -> None:
+    work = Path(args.work) / args.label
+    work.mkdir(parents=True, exist_ok=True)
+    index = scaled_index(Path(args.index), args.scale, work / "index.jsonl")
+    config = bench_config(args.model, work / "teacher.yaml", args.teacher, args.real)
+    out, engines = work / "out", work / "engines"
+    env = dict(os.environ, ASR_DISTILL_ENGINE_DIR=str(engines))
+    if args.fake:
+        env.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
+                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={out}",
+           f"--config={config}", *extra]
+    t0 = time.time()
+    with open(work / "cli.log", "w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        sampler = Sampler(proc.pid, engines)
+        sampler.start()
+        rc = proc.wait()
+    wall = time.time() - t0
+    sampler.stop.set()
+    sampler.join()
+    rec = {"step": "e2e", "label": args.label, "raw": args.raw_label, "scale": args.scale, "rc": rc, "wall_s": round(wall, 1),
+           "command": " ".join(["python -m beam_pipeline", f"--input_index={index.name}", "--output=OUT",
+                                "--config=teacher.yaml", *extra]),
+           "peak_rss_runner_mb": round(sampler.peak_runner / 2**20), "peak_rss_engine_mb": round(sampler.peak_engine / 2**20),
+           "gpu_busy_share": round(sum(sampler.util) / (100 * len(sampler.util)), 3) if sampler.util else None}
+    if rc == 0:
+        run = json.loads((out / "run.json").read_text())
+        seg = run["segment_accounting"]
+        rec.update(rows=run["counts"]["index_rows"], transcripts=run["counts"]["transcripts"],
+                   segments=seg["cut"], segments_transcribed=seg["transcribed"], segments_failed=seg["failed"],
+                   segments_lost=seg["lost"], segment_audio_s=run["segment_audio_s"], audio_s=run["audio_s"],
+                   speech_s=run["speech_s"], reconciled=run["reconciled"],
+                   segments_reconciled=run["segments_reconciled"], environment=run["environment"],
+                   segment_audio_s_per_s=round(run["segment_audio_s"] / wall, 1))
+    if rc == 0 and args.keep:
+        records = [line for p in sorted(out.glob("transcripts-*.jsonl")) for line in p.read_text().splitlines()]
+        (OUT / f"{args.label}-transcripts.jsonl").write_text("\n".join(records[:args.keep]) + "\n")
+    stats = [json.loads(p.read_text()) for p in engines.glob("*.stats.json")]
+    if stats:
+        s = stats[0]
+        rec.update({"engine_spawned_s": round(s["spawned_at"] - t0, 1),
+                    "engine_ready_s": round((s["ready_at"] or t0) - t0, 1),
+                    "first_request_s": round((s["first_request_at"] or t0) - t0, 1),
+                    "last_result_s": round((s["last_result_at"] or t0) - t0, 1),
+                    "engine_requests": s["requests"], "engine_clients": len(set(s["clients"]))})
+    log(rec)
+
+
+# ----------------------------------------------------------------------------------------------- raw
+
+
+def _front_end(job):
+    row, cfg_json = job
+    from asr_distill.config import Config
+    from asr_distill.media import decode_to_mono16k
+    from asr_distill.records import DecodedAudio, IndexRow
+    from asr_distill.segmenting import cut_segments, plan_segments
+    from asr_distill.vad import SileroVad
+
+    cfg = Config.model_validate(cfg_json)
+    global _VAD
+    if "_VAD" not in globals():
+        _VAD = SileroVad(cfg.vad)
+    with open(row["uri"], "rb") as f:
+        wave = decode_to_mono16k(f, cfg.audio.max_duration_s)
+    audio = DecodedAudio(IndexRow(row["key"], row["uri"], language=row.get("language")), wave)
+    plan = plan_segments(_VAD.speech_regions(wave), wave, cfg.segmenting)
+    return cut_segments(audio, plan)  # a pickled view carries only its own samples
+
+
+def raw(args) -> None:
+    from asr_distill.asr.families import family_for
+    from asr_distill.asr.vllm_backend import VllmBackend, engine_args
+    from asr_distill.config import load_config
+
+    work = Path(args.work) / f"raw{args.raw_label}"
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(bench_config(args.model, work / "teacher.yaml", args.teacher, args.real))
+    index = scaled_index(Path(args.index), 1, work / "index.jsonl")
+    rows = [json.loads(line) for line in index.read_text().splitlines()]
+    t = time.time()
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        segments = [s for segs in pool.map(_front_end, [(r, cfg.model_dump(mode="json")) for r in rows],
+                                           chunksize=4) for s in segs]
+    front_s = time.time() - t
+    backend = VllmBackend(cfg.inference, engines=object())  # builds requests only
+    requests = [backend.request(s) for s in segments]
+    sampling = [backend.sampling_kwargs(s) for s in segments]
+    segment_audio_s = sum(len(s.audio) for s in segments) / 16000
+    t0 = time.time()  # engine start as a user's script has it: importing vLLM included
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(**engine_args(cfg.inference, family_for(cfg.inference.model, cfg.inference.model_family)))
+    started = time.time()
+    outs = llm.generate(requests, [SamplingParams(**k) for k in sampling], use_tqdm=False)
+    done = time.time()
+    assert len(outs) == len(segments)
+    tokens = sum(len(o.outputs[0].token_ids) for o in outs)
+    log({"step": "raw", "label": args.raw_label, "segments": len(segments), "segment_audio_s": round(segment_audio_s, 1),
+         "front_end_s": round(front_s, 1), "engine_start_s": round(started - t0, 1),
+         "generate_s": round(done - started, 1), "wall_s": round(done - t0, 1), "output_tokens": tokens,
+         "segment_audio_s_per_s": round(segment_audio_s / (done - t0), 1),
+         "generate_only_audio_s_per_s": round(segment_audio_s / (done - started), 1)})
+
+
+def report(_args) -> None:
+    lines = [json.loads(line) for line in _logs()[-1].read_text().splitlines()]
+    for r in lines:
+        raws = [x for x in lines if x["step"] == "raw" and x.get("label", "") == r.get("raw", "")]
+        if r["step"] == "e2e" and raws and r.get("rc") == 0:
+            ref = raws[-1]
+            same = r["segments"] == ref["segments"]
+            log({"step": "ratio", "label": r["label"], "e2e_over_raw": round(ref["wall_s"] / r["wall_s"], 3),
+                 "same_segments": same, "segments": r["segments"], "raw_segments": ref["segments"]})
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser()
+    ap.add_argument("step", choices=["e2e", "raw", "report"])
+    ap.add_argument("--index")
+    ap.add_argument("--model", default="fake-qwen2-audio")
+    ap.add_argument("--label", default="default")
+    ap.add_argument("--raw-label", default="", help="which raw run an e2e run is compared with")
+    ap.add_argument("--scale", type=int, default=1)
+    ap.add_argument("--work", default=os.environ.get("BENCH_WORK", "/tmp/gpu_e2e"))  # as _logs()
+    ap.add_argument("--teacher", type=Path, default=TEACHER, help="the config the benchmark starts from")
+    ap.add_argument("--real", action="store_true", help="real weights and outputs (no dummy, no fixed length)")
+    ap.add_argument("--keep", type=int, default=0, help="copy this many transcript records to $OUT")
+    ap.add_argument("--fake", action="store_true")
+    args = ap.parse_args(argv)
+    {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "report": lambda: report(args)}[args.step]()
+
+
+if __name__ == "__main__":
+    main()

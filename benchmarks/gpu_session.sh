@@ -1,0 +1,59 @@
+#!/bin/bash
+# The GPU runs behind benchmarks/RESULTS.md, as run on the lent GPU machine (benchmarks/README.md says
+# how the wheels and .cache/device get there). One step per device call, each under 10 minutes:
+#   A  install; dummy Qwen2-Audio-7B; corpus (1650 files, on 12 cores) while the packing benchmark
+#      starts the first engine (cold: this also fills the compile caches the later engines reuse);
+#      then the README's command end to end (gpu_e2e.py e2e, label default)
+#   B  raw vLLM on the same segments; the same command with 16 worker processes given explicitly
+#   C  Whisper base (the embedded weights, converted) through the pipeline on the WER corpus, and raw
+# Everything that comes back is under $OUT.
+set -uo pipefail
+step=$1
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 PYTHONUNBUFFERED=1
+export BENCH_WORK=/tmp/bench
+t0=$(date +%s)
+left() { echo $((585 - ($(date +%s) - t0))); }
+keep() {  # the end of a run's log and its run.json
+  tail -c 60000 "$BENCH_WORK/$1/cli.log" > "$OUT/$1-cli.log" 2>/dev/null
+  cp "$BENCH_WORK/$1/out/run.json" "$OUT/$1-run.json" 2>/dev/null
+  tail -c 20000 "$BENCH_WORK"/$1/engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
+}
+pkill -f asr_distill.asr.engine_server 2>/dev/null
+case $step in
+A)
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 -c "import vllm, apache_beam, av, pydantic, silero_vad; print('vllm', vllm.__version__, 'beam', apache_beam.__version__)"
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  timeout 330 python3 benchmarks/gpu_handler.py pack /tmp/q2a --workers 8 > "$OUT/pack.log" 2>&1
+  echo "pack rc=$? at $(( $(date +%s) - t0 )) s"
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
+    --raw-label q2a
+  keep default
+  ;;
+B)
+  timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
+    > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw.log"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --label workers16 --raw-label q2a -- --direct_num_workers=16 --direct_running_mode=multi_processing
+  keep workers16
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+C)
+  python3 -m asr_distill.models --hf /tmp/whisper-base-hf
+  timeout 300 python3 benchmarks/gpu_e2e.py e2e --index .cache/device/wer/index.jsonl --model /tmp/whisper-base-hf \
+    --teacher launch/config/whisper-teacher.yaml --real --label whisper --raw-label whisper --keep 1000
+  keep whisper
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index .cache/device/wer/index.jsonl --model /tmp/whisper-base-hf \
+    --teacher launch/config/whisper-teacher.yaml --real --raw-label whisper > "$OUT/raw-whisper.log" 2>&1
+  tail -2 "$OUT/raw-whisper.log"
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+esac
+echo "step $step done in $(( $(date +%s) - t0 )) s"
