@@ -139,9 +139,9 @@ class InferenceConfig(_Section):
 
 class WriterConfig(_Section):
     commit_every_records: int = Field(
-        1000, ge=1, description="Results are committed (written and renamed into the output dir) at least "
-        "this often per worker, and at the end of every bundle.")
-    commit_every_s: float = Field(60.0, gt=0, description="... or when the oldest uncommitted result is this old.")
+        1000, ge=1, description="Segment texts (what a killed job resumes from) are committed at least this "
+        "often per worker and at the end of every bundle; result files hold about this many records each.")
+    commit_every_s: float = Field(60.0, gt=0, description="... or when the oldest uncommitted segment text is this old.")
 
 
 class FiltersConfig(_Section):

@@ -51,8 +51,8 @@ def build(p: beam.Pipeline, cfg, input_index: str, output: str, shard_bytes: int
     admitted = (rows, before.transcript_keys, before.old_lines, before.texts) | "Admit" >> Admit()
     audio = admitted.rows | "Decode" >> Decode(cfg.audio, retry)
     audio.good | "Pack" >> PackShards(output, shard_bytes, retry)
-    failures = (admitted.failures, audio.failures) | "AllFailures" >> beam.Flatten()
-    (failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
+    failures = [admitted.failures, audio.failures]
+    (*failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
 
 
 def _delete_unindexed(output: str) -> int:
