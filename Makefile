@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: setup demo test system-deps clean
+.PHONY: setup demo test system-deps clean job-servers flink-up flink-down spark-up spark-down
 
 setup: $(STAMP)
 
@@ -26,6 +26,24 @@ demo: setup
 
 test: setup system-deps
 	$(PY) -m pytest -q tests
+
+# Real Flink and Spark clusters on localhost (launch/local_cluster.py; Java 17 and Maven needed), for
+#   python -m beam_pipeline ... --runner=FlinkRunner --flink_master=localhost:8081 --environment_type=LOOPBACK
+#   python -m beam_pipeline ... --runner=SparkRunner --spark_master_url=spark://localhost:7077 --environment_type=LOOPBACK
+job-servers: setup
+	$(PY) launch/local_cluster.py job-servers
+
+flink-up: job-servers
+	$(PY) launch/local_cluster.py flink-up
+
+flink-down:
+	$(PY) launch/local_cluster.py flink-down
+
+spark-up: job-servers
+	$(PY) launch/local_cluster.py spark-up
+
+spark-down:
+	$(PY) launch/local_cluster.py spark-down
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -8,7 +8,7 @@ from typing import Callable
 
 # Beam warnings that say nothing about the user's job.
 _NOISE = ("requested in with_outputs() but not declared in type hints", "apitools not found",
-          "Resource module is not available")
+          "Resource module is not available", "Really starting service at", "Really destroying service at")
 # Said by the launcher and again by every SDK worker process: once is enough.
 _ONCE = ("Discarding unparseable args",)
 

@@ -17,13 +17,14 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, PortableOptions, StandardOptions,
-                                                  WorkerOptions)
+from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions, PipelineOptions, PortableOptions,
+                                                  SparkRunnerOptions, StandardOptions, WorkerOptions)
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
 from asr_distill.oss import OssConfigError
 from asr_distill.redact import redact
+from beam_pipeline import job_servers
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.progress import ProgressLine
 from beam_pipeline.pushgateway import push_run
@@ -92,17 +93,16 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         failures += [asr.failures, done.failures]
         count(done.transcripts, "transcripts")
         written["transcripts"], written["filtered"] = done.transcripts, done.filtered
-        # A file's filtered segments reach the writer just before its transcript (same DoFn call, same
-        # fused stage) and every commit writes filtered before transcripts: a transcript is never
-        # committed without them; filtered lines committed without theirs are replaced on resume.
+        # A file's filtered segments and its transcript share a key, so a bucket of the writer, and a
+        # bucket writes filtered before transcripts: a transcript is never committed without them;
+        # filtered lines committed without theirs are replaced on resume.
         ((done.filtered, carried_lines(admitted.carried, "filtered")) | "AllFiltered" >> beam.Flatten()
          | "NameFiltered" >> beam.Map(lambda r: ("filtered", r)),
          done.transcripts | "NameTranscripts" >> beam.Map(lambda r: ("transcripts", r))) \
             | "Results" >> beam.Flatten() | "WriteTranscripts" >> write(("filtered", "transcripts"))
     written["failures"] = failures | "AllFailures" >> beam.Flatten()
     count(written["failures"], "failures", lambda f: {"failed_files": int(f.segment_index is None)})
-    ((written["failures"], carried_lines(admitted.carried, "failures"))
-     | "WriteFailures" >> WriteFailures(output, cfg.writer, retry))
+    (*failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
     return written
 
 
@@ -171,11 +171,23 @@ def finish_work(output: str) -> None:
         log.warning("could not remove %s: %s", redact(work_path(output)), type(err).__name__)
 
 
-_JAR_FLAGS = {"FlinkRunner": "--flink_job_server_jar", "SparkRunner": "--spark_job_server_jar"}
+def use_job_server(options: PipelineOptions) -> None:
+    """FlinkRunner / SparkRunner start Beam's Java job server from a jar: the one `make job-servers`
+    built, unless one was given; a UsageError says what is missing (Java, or the jar)."""
+    runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    if runner not in job_servers.RUNNER_ARTIFACTS:
+        return
+    view = options.view_as(FlinkRunnerOptions if runner == "FlinkRunner" else SparkRunnerOptions)
+    flag = job_servers.JAR_FLAGS[runner]
+    problem = job_servers.missing_job_server(runner, getattr(view, flag))
+    if problem:
+        raise UsageError(problem)
+    if not getattr(view, flag):
+        setattr(view, flag, str(job_servers.job_server_jar(runner)))
 
 
 def _job_server_help(runner: str, beam_message: str) -> str:
-    jar_flag = _JAR_FLAGS.get(runner.split(".")[-1], "--<runner>_job_server_jar")
+    jar_flag = "--" + job_servers.JAR_FLAGS.get(runner.split(".")[-1], "<runner>_job_server_jar")
     cached = beam_message.rsplit("stage the jar at ", 1)[-1] if "stage the jar at " in beam_message else None
     return (f"{runner} needs Beam's job server, and its jar could not be downloaded (no access to Maven "
             f"Central from here?). Either pass {jar_flag}=/path/to/the-job-server.jar (download it where "
@@ -270,6 +282,10 @@ def _engine_error(err: BaseException) -> Optional[str]:
     return text.rsplit(marker, 1)[1].split(" [while running", 1)[0].split("\n", 1)[0].strip()[:2000]
 
 
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)[:500]
+
+
 def _local_engines(cfg: Config, options: PipelineOptions) -> list:
     """On DirectRunner the vllm engines start now, while Beam starts and reads the index; they are
     stopped when the job ends, so the GPU is free when the command returns."""
@@ -292,6 +308,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     workers = use_local_cores(options, cfg, beam_args) if test_pipeline is None else None
     quiet_local_workers(options, beam_args)
     use_accelerator_hint(options, cfg)
+    use_job_server(options)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
@@ -318,12 +335,15 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
                     finish_work(opts.output)  # nothing ran: leave the directory as it was
                 raise UsageError(_job_server_help(str(runner), str(err))) from None
             result.wait_until_finish()
-    except Exception as err:  # noqa: BLE001 - only an engine failure is turned into a one-line error
+    except Exception as err:  # noqa: BLE001 - an engine or runner failure becomes a one-line error
         reason = _engine_error(err)
-        if reason is None:
+        if reason is not None:
+            raise JobFailedError(f"the vLLM engine failed, so the job stopped (rerun with --resume to go on "
+                                 f"from what was committed): {reason}") from None
+        if "failed in state FAILED" not in str(err):
             raise
-        raise JobFailedError(f"the vLLM engine failed, so the job stopped (rerun with --resume to go on "
-                             f"from what was committed): {reason}") from None
+        raise JobFailedError(f"the {runner} job failed: {_first_line(str(err))} (the runner's log has the "
+                             "rest; rerun with --resume to go on from what was committed)") from None
     finally:
         if engines:
             from asr_distill.asr.engine_server import stop_engines

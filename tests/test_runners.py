@@ -1,0 +1,204 @@
+"""The card's own command on real engines: `--runner=FlinkRunner` and `--runner=SparkRunner` against a
+Flink session cluster and a Spark standalone cluster on localhost (launch/local_cluster.py: what
+`make flink-up` / `make spark-up` run), with Beam's job servers built from Maven (`make job-servers`).
+
+Same records as DirectRunner on every engine and environment; a rerun with --resume adds nothing; a
+TaskManager or an SDK worker killed mid-job loses no record and writes none twice."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import speechgen
+from conftest import read_jsonl, write_index
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "launch"))
+import local_cluster  # noqa: E402
+
+FLINK = ["--runner=FlinkRunner", "--flink_master=localhost:8081"]
+SPARK = ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"]
+ENGINES = {
+    "flink-external": FLINK + ["--environment_type=EXTERNAL", "--environment_config=localhost:50000"],
+    "flink-loopback": FLINK + ["--environment_type=LOOPBACK"],
+    "spark-external": SPARK + ["--environment_type=EXTERNAL", "--environment_config=localhost:50001"],
+}
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    for runner in ("flink", "spark"):
+        local_cluster.build_job_server(runner)
+    local_cluster.flink_up()
+    local_cluster.spark_up()
+    yield local_cluster
+    pids = [p for name in ("flink", "spark") for p in local_cluster._pids(name).values()]
+    local_cluster.down("flink")
+    local_cluster.down("spark")
+    assert not [p for p in pids if local_cluster._alive(p)], "a cluster process outlived *-down"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory, media_dir, broken_files):
+    """The demo audio and a few bad rows: a missing file, a text file, a duplicate key, a line that is
+    not JSON, a row without uri."""
+    folder = tmp_path_factory.mktemp("runners-input")
+    rows = [dict(json.loads(line), uri=str(ROOT / "launch" / "demo" / json.loads(line)["uri"]))
+            for line in (ROOT / "launch" / "demo" / "index.jsonl").read_text().splitlines()]
+    rows += [{"key": "gone", "uri": str(media_dir / "no_such_file.wav")},
+             {"key": "notes", "uri": str(broken_files["text"])},
+             {"key": "demo/weather", "uri": str(broken_files["garbage"])},
+             '{"key": "half a line"', {"key": "no-uri"}]
+    return write_index(folder / "index.jsonl", rows)
+
+
+def _cli(*args, timeout=900):
+    out = subprocess.run([sys.executable, "-m", "beam_pipeline", "--quiet", *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout)
+    return out.returncode, out.stdout, out.stderr
+
+
+def _records(out: Path) -> dict:
+    return {kind: sorted(json.dumps(r, sort_keys=True) for r in read_jsonl(out, kind))
+            for kind in ("transcripts", "failures", "filtered")}
+
+
+@pytest.fixture(scope="module")
+def direct(index, tmp_path_factory):
+    out = tmp_path_factory.mktemp("direct") / "out"
+    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}")
+    assert rc == 0, stderr
+    return {"records": _records(out), "run": json.loads((out / "run.json").read_text())}
+
+
+def _finished_jobs(engine: str) -> int:
+    if engine.startswith("flink"):
+        jobs = local_cluster._http_json("http://localhost:8081/jobs/overview")["jobs"]
+        return sum(j["state"] == "FINISHED" for j in jobs)
+    apps = local_cluster._http_json("http://localhost:8080/json/")["completedapps"]
+    return sum(a["state"] == "FINISHED" for a in apps)
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_every_engine_writes_direct_runners_records(clusters, index, direct, tmp_path, engine):
+    before = _finished_jobs(engine)
+    out = tmp_path / "out"
+    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", *ENGINES[engine])
+    assert rc == 0, stderr[-3000:]
+    assert _finished_jobs(engine) == before + 1  # the engine's own API: the job ran there and FINISHED
+    assert _records(out) == direct["records"]
+    run, ref = json.loads((out / "run.json").read_text()), direct["run"]
+    assert run["reconciled"] and run["segments_reconciled"]
+    assert run["counts"] == ref["counts"] and run["segment_accounting"] == ref["segment_accounting"]
+    assert run["audio_s"] == ref["audio_s"] and run["runner"] == ENGINES[engine][0].split("=")[1]
+    # every counter that DirectRunner reports, this runner reports too, with the same value (but the
+    # number of segment-text commits, which follows the runner's bundles)
+    ours = {ns: {k: v for k, v in names.items() if (ns, k) != ("write", "commits")}
+            for ns, names in ref["metrics"].items()}
+    assert {ns: {k: run["metrics"][ns].get(k) for k in names} for ns, names in ours.items()} == ours
+    assert len(direct["records"]["transcripts"]) == 3
+    if engine.endswith("external"):
+        rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", "--resume", *ENGINES[engine])
+        assert rc == 0, stderr[-3000:]
+        assert _records(out) == direct["records"]  # nothing twice, nothing lost
+        resumed = json.loads((out / "run.json").read_text())
+        # the three done keys' rows (demo/weather has two) are skipped; the failed rows are tried again
+        assert resumed["resume"]["rows_skipped"] == 4 and resumed["counts"]["transcripts"] == 0
+        assert resumed["reconciled"]
+
+
+def _killed_mid_job(clusters, tmp_path, long_forms, kill) -> tuple:
+    rows = [{"key": f"{name}-{c}", "uri": str(t.path)} for c in range(4) for name, t in long_forms.items()]
+    truth = {r["key"]: long_forms[r["key"].rsplit("-", 1)[0]].text for r in rows}
+    index = write_index(tmp_path / "index.jsonl", rows)
+    cfg = tmp_path / "commit.yaml"
+    cfg.write_text("writer:\n  commit_every_records: 1\n")
+    out = tmp_path / "out"
+    args = [f"--input_index={index}", f"--output={out}", f"--config={cfg}", *ENGINES["flink-external"]]
+    job = subprocess.Popen([sys.executable, "-m", "beam_pipeline", "--quiet", *args], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and job.poll() is None:
+        if len(list((out / "_work").glob("texts-*.jsonl"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert job.poll() is None, "the job ended before anything could be killed: give it more audio"
+    kill()
+    _stdout, stderr = job.communicate(timeout=900)
+    first_rc = job.returncode
+    print(f"after the kill the job exited {first_rc}; Flink jobs: "
+          f"{Counter(j['state'] for j in local_cluster._http_json('http://localhost:8081/jobs/overview')['jobs'])}")
+    assert first_rc == 0 or "error: the FlinkRunner job failed" in stderr, stderr[-3000:]
+    rc, _stdout, stderr = _cli(*args, "--resume")
+    assert rc == 0, stderr[-3000:]
+    transcripts = read_jsonl(out, "transcripts")
+    assert Counter(t["key"] for t in transcripts) == Counter(list(truth))  # every key once: none lost, none twice
+    assert read_jsonl(out, "failures") == [] and not (out / "_work").exists()
+    for t in transcripts:
+        assert t["status"] == "ok" and speechgen.word_error_rate(truth[t["key"]], t["text"]) <= 0.15
+    return first_rc, json.loads((out / "run.json").read_text())
+
+
+def test_a_taskmanager_killed_mid_job(clusters, tmp_path, long_forms):
+    """SIGKILL the TaskManager, start another (as Kubernetes would): Flink's restart strategy runs the
+    job again, or it fails loudly; after --resume every key is there exactly once."""
+    def kill():
+        os.kill(local_cluster._pids("flink")["taskmanager"], signal.SIGKILL)
+        time.sleep(2)
+        local_cluster.flink_taskmanager()
+
+    first_rc, run = _killed_mid_job(clusters, tmp_path, long_forms, kill)
+    assert run["reconciled"] and run["segments_reconciled"]
+
+
+def test_an_sdk_worker_killed_mid_job(clusters, tmp_path, long_forms):
+    def kill():
+        pool = local_cluster._pids("flink")["worker_pool"]
+        # the pool starts each SDK worker as `python -c "...SdkHarness(...).run()"`
+        workers = [p for p in _descendants(pool) if b"SdkHarness" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert workers, "no SDK worker process under the worker pool"
+        os.kill(workers[0], signal.SIGKILL)
+
+    first_rc, run = _killed_mid_job(clusters, tmp_path, long_forms, kill)
+    assert run["reconciled"] and run["segments_reconciled"]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def test_without_java_or_a_job_server_the_cli_says_what_to_do(tmp_path, monkeypatch, short_speech_wav):
+    """No cluster needed: the command stops at once with the one step that fixes it."""
+    index = write_index(tmp_path / "i.jsonl", [{"key": "short", "uri": str(short_speech_wav[0])}])
+    monkeypatch.setenv("ASR_DISTILL_CLUSTER_CACHE", str(tmp_path / "empty-cache"))
+    rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *FLINK)
+    assert rc == 2 and "run `make job-servers`" in stderr and "--flink_job_server_jar" in stderr
+    rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *SPARK)
+    assert rc == 2 and "--spark_job_server_jar" in stderr
+    bare = tmp_path / "bin"  # a PATH with python and no java
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bare))
+    rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *FLINK)
+    assert rc == 2 and "no `java` on PATH" in stderr and "openjdk-17" in stderr
+    assert not (tmp_path / "o").exists()  # nothing was started, nothing written
