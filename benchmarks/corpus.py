@@ -24,31 +24,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RATE = 16000
-SENTENCES = [
-    "The weather today is sunny with a light breeze from the west.",
-    "Please remember to bring your notebook to the meeting tomorrow morning.",
-    "The library opens early on weekdays and closes late on Fridays.",
-    "She planted tomatoes and peppers in the garden behind the house.",
-    "Our train was delayed because of heavy snow on the northern line.",
-    "He bought fresh bread and a bottle of milk at the corner shop.",
-    "The museum has a new exhibition about ancient ships and sailors.",
-    "Children were playing football in the park until it got dark.",
-    "The doctor said that a short walk every day is good for the heart.",
-    "We watched the sunset from the top of the old stone tower.",
-    "The company will announce its new product at the end of the month.",
-    "My neighbour repaired the fence after the storm last night.",
-    "The students listened carefully while the teacher explained the lesson.",
-    "A large ship sailed slowly into the harbour before dawn.",
-    "They decided to cook dinner at home instead of going out.",
-    "The river flows through the valley and into the quiet lake.",
-    "Farmers in the region are hoping for rain later this week.",
-    "The pilot welcomed the passengers and described the route.",
-    "Coffee prices have risen sharply over the past few months.",
-    "The orchestra played a beautiful piece by a young composer.",
-    "Remember to switch off the lights when you leave the office.",
-    "The hikers reached the summit just before the clouds rolled in.",
-    "A friendly dog followed us all the way back to the village.",
-    "The new bridge will make the journey to the city much shorter.",
+sys.path.insert(0, str(ROOT / "tests"))
+import speechgen  # noqa: E402  (the test suite's sentences and espeak-ng helper)
+
+SENTENCES = speechgen.SENTENCES + [
     "Most of the shops in the old town close early on Sunday.",
     "The engineers tested the engine for several hours without a break.",
     "Her grandmother told stories about the war and the long winters.",
@@ -85,8 +64,6 @@ ENCODING = {"mp3": ("libmp3lame", "mp3", 44100, 64000), "flac": ("flac", "flac",
 def make_clips(out: Path) -> None:
     """Every sentence in every voice, as 16 kHz Opus, with clips.json: [{file, text, voice, speed}]."""
     import av  # noqa: F401 - fail early if PyAV is missing
-    sys.path.insert(0, str(ROOT / "tests"))
-    import speechgen
 
     out.mkdir(parents=True, exist_ok=True)
     clips = []

@@ -123,7 +123,7 @@ class Sampler(threading.Thread):
     def __init__(self, root: int, engine_dir: Path):
         super().__init__(daemon=True)
         self.root, self.engine_dir = root, engine_dir
-        self.peak_runner = self.peak_engine = 0
+        self.peak_runner = self.peak_engine = self.peak_launcher = self.peak_worker = 0
         self.util: list[int] = []
         self.stop = threading.Event()
         try:
@@ -147,9 +147,11 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             tree, engines = _children(), self._engine_pids()
-            runner = sum(_rss(p) for p in _subtree(self.root, tree, engines))
+            sizes = [_rss(p) for p in _subtree(self.root, tree, engines)]
             engine = sum(_rss(p) for e in engines for p in _subtree(e, tree, set()))
-            self.peak_runner, self.peak_engine = max(self.peak_runner, runner), max(self.peak_engine, engine)
+            self.peak_runner, self.peak_engine = max(self.peak_runner, sum(sizes)), max(self.peak_engine, engine)
+            self.peak_launcher = max(self.peak_launcher, _rss(self.root))
+            self.peak_worker = max([self.peak_worker, *sizes[1:]])
             if self._nvml:
                 self.util.append(self._nvml.nvmlDeviceGetUtilizationRates(self._gpu).gpu)
             self.stop.wait(0.5)
@@ -183,6 +185,8 @@ def e2e(args, extra: list[str]) -> None:
            "command": " ".join(["python -m beam_pipeline", f"--input_index={index.name}", "--output=OUT",
                                 "--config=teacher.yaml", *extra]),
            "peak_rss_runner_mb": round(sampler.peak_runner / 2**20), "peak_rss_engine_mb": round(sampler.peak_engine / 2**20),
+           "peak_rss_launcher_mb": round(sampler.peak_launcher / 2**20),
+           "peak_rss_one_worker_mb": round(sampler.peak_worker / 2**20),
            "gpu_busy_share": round(sum(sampler.util) / (100 * len(sampler.util)), 3) if sampler.util else None}
     if rc == 0:
         run = json.loads((out / "run.json").read_text())
