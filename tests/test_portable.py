@@ -78,19 +78,3 @@ def test_portable_runner_with_external_workers_matches_direct(tmp_path, long_for
     assert record["environment"] == {"kind": "portable", "environment_type": "EXTERNAL",
                                      "job_endpoint": "embed", "environment_config": worker_pool}
     assert record["counts"]["transcripts"] == 3 and record["counts"]["failures"] == 1
-
-
-def test_flink_without_a_job_server_jar_fails_fast_with_what_to_pass(tmp_path, short_speech_wav):
-    wav, _ = short_speech_wav
-    index = write_index(tmp_path / "index.jsonl", [{"key": "short", "uri": str(wav)}])
-    env = {**os.environ, "HOME": str(tmp_path)}  # an empty jar cache, whatever this machine has
-    proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={tmp_path / 'o'}",
-         "--runner=FlinkRunner", "--flink_master=localhost:1"], capture_output=True, text=True, env=env,
-        timeout=300)
-    if proc.returncode != 2 and "Unable to fetch remote job server jar" not in proc.stderr:
-        pytest.skip("this machine can download Beam's Flink job server")
-    assert proc.returncode == 2
-    assert "--flink_job_server_jar" in proc.stderr and "--job_endpoint" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "o" / "_work").exists()  # a rerun needs no --resume

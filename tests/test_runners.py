@@ -193,6 +193,7 @@ def test_without_java_or_a_job_server_the_cli_says_what_to_do(tmp_path, monkeypa
     monkeypatch.setenv("ASR_DISTILL_CLUSTER_CACHE", str(tmp_path / "empty-cache"))
     rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *FLINK)
     assert rc == 2 and "run `make job-servers`" in stderr and "--flink_job_server_jar" in stderr
+    assert "Traceback" not in stderr
     rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *SPARK)
     assert rc == 2 and "--spark_job_server_jar" in stderr
     bare = tmp_path / "bin"  # a PATH with python and no java
