@@ -6,6 +6,8 @@
 #      then the README's command end to end (gpu_e2e.py e2e, label default)
 #   B  raw vLLM on the same segments; the same command with 16 worker processes given explicitly
 #   C  Whisper base (the embedded weights, converted) through the pipeline on the WER corpus, and raw
+#   D  Qwen3-Omni-30B-A3B (thinker, real dims, random weights: benchmarks/make_qwen3_omni.py) end to end
+#      on step A's corpus, the family from config.json (issue 17); E  raw vLLM for it, and the report
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -53,6 +55,18 @@ C)
   timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index .cache/device/wer/index.jsonl --model /tmp/whisper-base-hf \
     --teacher launch/config/whisper-teacher.yaml --real --raw-label whisper > "$OUT/raw-whisper.log" 2>&1
   tail -2 "$OUT/raw-whisper.log"
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+D)
+  python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
+    --label q3o-default --raw-label q3o
+  keep q3o-default
+  ;;
+E)
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
+    --raw-label q3o > "$OUT/raw-q3o.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o.log"
   python3 benchmarks/gpu_e2e.py report
   ;;
 esac
