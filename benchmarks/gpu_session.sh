@@ -8,6 +8,7 @@
 #   C  Whisper base (the embedded weights, converted) through the pipeline on the WER corpus, and raw
 #   D  Qwen3-Omni-30B-A3B (thinker, real dims, random weights: benchmarks/make_qwen3_omni.py) end to end
 #      on step A's corpus, the family from config.json (issue 17); E  raw vLLM for it, and the report
+#   F  launch/config/h200.yaml (max_num_seqs 512) against A/B's 256: raw vLLM, then the command with it
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -67,6 +68,15 @@ E)
   timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
     --raw-label q3o > "$OUT/raw-q3o.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o.log"
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+F)
+  timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --teacher launch/config/h200.yaml --raw-label h200 > "$OUT/raw-h200.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-h200.log"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --teacher launch/config/h200.yaml --label h200 --raw-label h200
+  keep h200
   python3 benchmarks/gpu_e2e.py report
   ;;
 esac
