@@ -3,20 +3,12 @@
 model's size at full dimensions, and our qwen3-omni request (prompt + audio) going through the
 checkpoint's processor and the thinker's generate at tiny dimensions."""
 
-import sys
-from pathlib import Path
-
-import pytest
 import torch
+from transformers import AutoConfig, AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration
 
 from asr_distill.asr.families import family_for
 from asr_distill.media import decode_to_mono16k
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import make_qwen3_omni  # noqa: E402
-
-transformers = pytest.importorskip("transformers")
-from transformers import AutoConfig, AutoProcessor, Qwen3OmniMoeThinkerForConditionalGeneration  # noqa: E402
+from benchmarks import make_qwen3_omni
 
 AUDIO_PAD = 151675
 
