@@ -15,7 +15,6 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from asr_distill.config import AudioConfig
-from asr_distill.heap import HeapTrimmer
 from asr_distill.media import DecodeError, EmptyAudioError, TooLongError, decode_to_mono16k
 from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
 from asr_distill.shards import (PCM_DTYPE, ByteRange, PcmError, RangeReader, parse_byte_range,
@@ -57,10 +56,6 @@ class DecodeDoFn(beam.DoFn):
     def __init__(self, cfg: AudioConfig, retry: RetryPolicy):
         self._cfg = cfg
         self._retry = retry
-        self._heap = None
-
-    def setup(self):
-        self._heap = HeapTrimmer()  # a worker's memory stays that of the files in flight, not of all it saw
 
     def _check_size(self, size: int) -> None:
         if size == 0:
@@ -103,8 +98,6 @@ class DecodeDoFn(beam.DoFn):
             return decode_to_mono16k(window, self._cfg.max_duration_s)
 
     def process(self, row: IndexRow):
-        self._heap.between_files()
-
         def count_retry(_err):
             Metrics.counter("read", "retries").inc()
         try:
