@@ -38,6 +38,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
+from asr_distill.processes import children_by_parent, subtree  # noqa: E402
+
 OUT = Path(os.environ.get("OUT", "."))
 TEACHER = ROOT / "launch" / "config" / "teacher.yaml"
 BENCH_ONLY = {"ignore_eos": True, "max_new_tokens": 96}
@@ -87,29 +89,6 @@ def scaled_index(index: Path, scale: int, out: Path) -> Path:
 # ------------------------------------------------------------------------------- sampling a process tree
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def _subtree(root: int, tree: dict, skip: set) -> list[int]:
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in skip:
-            continue
-        out.append(pid)
-        todo += tree.get(pid, [])
-    return out
-
-
 def _rss(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -146,9 +125,9 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            tree, engines = _children(), self._engine_pids()
-            sizes = [_rss(p) for p in _subtree(self.root, tree, engines)]
-            engine = sum(_rss(p) for e in engines for p in _subtree(e, tree, set()))
+            tree, engines = children_by_parent(), self._engine_pids()
+            sizes = [_rss(p) for p in subtree(self.root, tree, engines)]
+            engine = sum(_rss(p) for e in engines for p in subtree(e, tree))
             self.peak_runner, self.peak_engine = max(self.peak_runner, sum(sizes)), max(self.peak_engine, engine)
             self.peak_launcher = max(self.peak_launcher, _rss(self.root))
             self.peak_worker = max([self.peak_worker, *sizes[1:]])

@@ -281,7 +281,6 @@ def flink_up(slots: int = 2) -> None:
     if any(_alive(p) for p in _pids("flink").values()):
         print(f"flink: already up (REST http://localhost:{FLINK_REST})")
         return
-    home = flink_home()
     state = _state("flink")
     conf = state / "conf"
     conf.mkdir(exist_ok=True)

@@ -18,6 +18,7 @@ from asr_distill.asr import engine_server
 from asr_distill.asr.engine_server import RemoteEngines, engine_specs, read_stats
 from asr_distill.asr.vllm_backend import EngineFailedError, VllmBackend
 from asr_distill.config import InferenceConfig
+from asr_distill.processes import alive
 from asr_distill.records import Segment
 from conftest import read_jsonl, write_index
 
@@ -79,7 +80,7 @@ def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long
     [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
     assert stats["results"] == seg["transcribed"] and stats["exit"] == "shut down by its launcher"
     assert len(set(stats["clients"])) >= 2  # requests from more than one worker process
-    assert not engine_server._alive(stats["pid"])  # the GPU is free when the command returns
+    assert not alive(stats["pid"])  # the GPU is free when the command returns
     assert stderr.count("Discarding unparseable args") == 1 and "--input_index" not in stderr
 
 
@@ -202,7 +203,7 @@ def test_a_usage_error_does_not_wait_for_an_engine_that_is_still_loading(tmp_pat
     assert rc == 2 and "already holds results" in stderr
     [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
     assert stats["ready_at"] is None and "shut down by its launcher" in stats["exit"]
-    assert not engine_server._alive(stats["pid"])
+    assert not alive(stats["pid"])
     assert time.monotonic() - started < 120  # far less than the engine's 300 s start
 
 

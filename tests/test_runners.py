@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import speechgen
+from asr_distill.processes import children_by_parent, subtree
 from conftest import read_jsonl, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,29 +163,12 @@ def test_an_sdk_worker_killed_mid_job(clusters, tmp_path, long_forms):
     def kill():
         pool = local_cluster._pids("flink")["worker_pool"]
         # the pool starts each SDK worker as `python -c "...SdkHarness(...).run()"`
-        workers = [p for p in _descendants(pool) if b"SdkHarness" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = [p for p in subtree(pool, children_by_parent())[1:] if b"SdkHarness" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert workers, "no SDK worker process under the worker pool"
         os.kill(workers[0], signal.SIGKILL)
 
     first_rc, run = _killed_mid_job(clusters, tmp_path, long_forms, kill)
     assert run["reconciled"] and run["segments_reconciled"]
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def test_without_java_or_a_job_server_the_cli_says_what_to_do(tmp_path, monkeypatch, short_speech_wav):

@@ -37,9 +37,10 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asr_distill.asr.vllm_backend import (EngineDiedError, EngineFailedError, EngineLoop, EngineOutput,
+from asr_distill.asr.vllm_backend import (EngineDiedError, EngineFailedError, EngineLoop,
                                           engine_args)
 from asr_distill.asr.vllm_engine import ENGINE_MODULE_ENV, engine_module
+from asr_distill.processes import alive
 
 log = logging.getLogger(__name__)
 
@@ -304,23 +305,6 @@ class EngineServer:
 # ---------------------------------------------------------------------------------------- client side
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reaps it if it is our own child and has exited
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _server_pid(spec: EngineSpec) -> Optional[int]:
     try:
         return int(spec.path("pid").read_text())
@@ -369,7 +353,7 @@ def _spawn(spec: EngineSpec) -> subprocess.Popen:
 
 def _wait_for_exit(pid: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             log.warning("engine server %d did not exit in %.0f s; killing it", pid, timeout_s)
             try:

@@ -1,0 +1,49 @@
+"""Processes by pid, read from /proc (Linux): whether one still runs, and the tree below it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie is not); our own exited child is reaped on the way."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's pid under its parent's, at one moment."""
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def subtree(root: int, tree: dict[int, list[int]], skip: frozenset | set = frozenset()) -> list[int]:
+    """`root` and everything below it in `tree`, leaving out the branches rooted in `skip`."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in skip:
+            continue
+        out.append(pid)
+        todo += tree.get(pid, [])
+    return out
