@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def write_index(path: Path, rows: list[dict]) -> Path:
         for row in rows:
             f.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
     return path
+
+
+def wait_for_committed_texts(job, out: Path, count: int = 2, timeout_s: float = 300) -> None:
+    """Until a running job has committed `count` segment-text files (something to resume from) or ends."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and job.poll() is None:
+        if len(list((out / "_work").glob("texts-*.jsonl"))) >= count:
+            return
+        time.sleep(0.2)
 
 
 def read_jsonl(pattern_dir: Path, kind: str) -> list[dict]:

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pytest
@@ -14,7 +13,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 import speechgen
 from beam_pipeline import run
 from beam_pipeline.pipeline import UsageError
-from conftest import read_jsonl, write_index
+from conftest import read_jsonl, wait_for_committed_texts, write_index
 
 
 def _run(index, out, *extra):
@@ -88,11 +87,7 @@ def test_a_killed_job_resumes_where_it_stopped(tmp_path, long_forms):
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={out}", f"--config={cfg}"]
     job = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and job.poll() is None:
-        if len(list((out / "_work").glob("texts-*.jsonl"))) >= 2:
-            break
-        time.sleep(0.2)
+    wait_for_committed_texts(job, out)
     assert job.poll() is None, "the job ended before it could be killed: give it more audio"
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()

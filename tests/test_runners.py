@@ -18,7 +18,7 @@ import pytest
 
 import speechgen
 from asr_distill.processes import children_by_parent, subtree
-from conftest import read_jsonl, write_index
+from conftest import read_jsonl, wait_for_committed_texts, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "launch"))
@@ -125,11 +125,7 @@ def _killed_mid_job(clusters, tmp_path, long_forms, kill) -> tuple:
     args = [f"--input_index={index}", f"--output={out}", f"--config={cfg}", *ENGINES["flink-external"]]
     job = subprocess.Popen([sys.executable, "-m", "beam_pipeline", "--quiet", *args], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and job.poll() is None:
-        if len(list((out / "_work").glob("texts-*.jsonl"))) >= 2:
-            break
-        time.sleep(0.2)
+    wait_for_committed_texts(job, out, timeout_s=600)
     assert job.poll() is None, "the job ended before anything could be killed: give it more audio"
     kill()
     _stdout, stderr = job.communicate(timeout=900)
