@@ -35,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from asr_distill.processes import alive  # noqa: E402
 from beam_pipeline.job_servers import cache_root, job_server_jar  # noqa: E402
 
 CACHE = cache_root()
@@ -141,17 +142,6 @@ def _pids(name: str) -> dict:
         return {}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _start(name: str, role: str, cmd: list, env: dict | None = None) -> int:
     log = _state(name) / "log" / f"{role}.out"
     with open(log, "ab") as out:
@@ -170,7 +160,7 @@ def _wait(what: str, test, timeout_s: float = 120, pids: list | None = None, log
         if result:
             return result
         for pid in pids or []:
-            if not _alive(pid):
+            if not alive(pid):
                 tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
                 raise ClusterError(f"{what}: process {pid} exited\n{tail}")
         time.sleep(0.5)
@@ -188,18 +178,18 @@ def _http_json(url: str):
 def down(name: str) -> None:
     pids = _pids(name)
     for role, pid in pids.items():
-        if _alive(pid):
+        if alive(pid):
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_alive(p) for p in pids.values()):
+    while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
         time.sleep(0.2)
     for pid in pids.values():
-        if _alive(pid):
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
-    while any(_alive(p) for p in pids.values()):
+    while any(alive(p) for p in pids.values()):
         time.sleep(0.1)
     (_state(name) / "pids.json").unlink(missing_ok=True)
     print(f"{name}: stopped {len(pids)} processes")
@@ -267,18 +257,18 @@ def _flink_process(role: str) -> int:
 def flink_taskmanager() -> int:
     """Start a TaskManager (again, after one died: what Kubernetes does for a pod) and wait for it."""
     before = (_http_json(f"http://localhost:{FLINK_REST}/taskmanagers") or {}).get("taskmanagers", [])
-    alive = {t["id"] for t in before}
+    known = {t["id"] for t in before}
     pid = _flink_process("taskmanager")
 
     def registered():
         now = (_http_json(f"http://localhost:{FLINK_REST}/taskmanagers") or {}).get("taskmanagers", [])
-        return [t for t in now if t["id"] not in alive]
+        return [t for t in now if t["id"] not in known]
     _wait("Flink TaskManager", registered, pids=[pid], log=_state("flink") / "log" / "taskmanager.out")
     return pid
 
 
 def flink_up(slots: int = 2) -> None:
-    if any(_alive(p) for p in _pids("flink").values()):
+    if any(alive(p) for p in _pids("flink").values()):
         print(f"flink: already up (REST http://localhost:{FLINK_REST})")
         return
     state = _state("flink")
@@ -315,7 +305,7 @@ def worker_pool_up(name: str) -> None:
 
 
 def spark_up(cores: int = 2) -> None:
-    if any(_alive(p) for p in _pids("spark").values()):
+    if any(alive(p) for p in _pids("spark").values()):
         print(f"spark: already up (spark://localhost:{SPARK_MASTER})")
         return
     home = spark_home()
@@ -340,7 +330,7 @@ def spark_up(cores: int = 2) -> None:
 def status() -> None:
     for name in ("flink", "spark"):
         pids = _pids(name)
-        print(f"{name}: " + (", ".join(f"{r} {p}{'' if _alive(p) else ' (gone)'}" for r, p in pids.items()) or "down"))
+        print(f"{name}: " + (", ".join(f"{r} {p}{'' if alive(p) else ' (gone)'}" for r, p in pids.items()) or "down"))
 
 
 def main(argv=None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import speechgen
-from asr_distill.processes import children_by_parent, subtree
+from asr_distill.processes import alive, children_by_parent, subtree
 from conftest import read_jsonl, wait_for_committed_texts, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def clusters():
     pids = [p for name in ("flink", "spark") for p in local_cluster._pids(name).values()]
     local_cluster.down("flink")
     local_cluster.down("spark")
-    assert not [p for p in pids if local_cluster._alive(p)], "a cluster process outlived *-down"
+    assert not [p for p in pids if alive(p)], "a cluster process outlived *-down"
 
 
 @pytest.fixture(scope="module")
