@@ -46,7 +46,8 @@ def test_engine_arguments_come_from_config():
     assert args["dtype"] == "bfloat16" and args["seed"] == 7
     omni = engine_args(InferenceConfig(backend="vllm", model="Qwen/Qwen3-Omni-30B-A3B-Instruct"),
                        family_for("Qwen/Qwen3-Omni-30B-A3B-Instruct", None))
-    assert omni["limit_mm_per_prompt"] == {"audio": 1, "image": 0, "video": 0}
+    # image 1 keeps vLLM 0.26 from leaving the thinker's deepstack buffers on the meta device (H200 run)
+    assert omni["limit_mm_per_prompt"] == {"audio": 1, "image": 1, "video": 0}
 
 
 def test_requests_carry_the_audio_in_the_model_chat_template():

@@ -19,6 +19,9 @@ FAMILY = ModelFamily(
               "<|im_start|>assistant\n"),
     default_instruction="Transcribe the audio into text exactly. Reply with the transcript only.",
     parse=parse,
-    # Text out only: the talker (speech output) is never loaded.
-    engine_defaults={"limit_mm_per_prompt": {"audio": 1, "image": 0, "video": 0}},
+    # Text out only: the talker (speech output) is never loaded. Images stay allowed (1 per prompt, never
+    # sent): with image and video both 0, vLLM 0.26 skips the vision tower and leaves the thinker's
+    # deepstack buffers on the meta device, and the engine dies at its first compile ("Tensor on device
+    # meta is not on the expected device cuda:0", H200 2026-12-02).
+    engine_defaults={"limit_mm_per_prompt": {"audio": 1, "image": 1, "video": 0}},
 )
