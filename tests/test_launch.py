@@ -66,6 +66,16 @@ def test_worker_pools_run_our_image_where_the_jobs_look_for_them():
         assert c["image"] == f"asr-distill-gpu:{__version__}" and c["args"] == ["--worker_pool"]
         assert c["ports"][0]["containerPort"] == 50000
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # a node's first engine compiles for minutes (Qwen3-Omni on an H200: 266 s to ready, 82 s warm):
+    # the caches live on the node, so the next pod there starts warm
+    for pod in (pod for p in MANIFESTS for d in _docs(p) for pod in _pod_specs(d)):
+        for c in (c for c in pod["containers"] if c["name"] == "beam-worker-pool"):
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            for var in ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR"):
+                root = next(m for m in mounts if env[var].startswith(m.rstrip("/") + "/"))
+                assert "hostPath" in volumes[mounts[root]], (var, mounts[root])
     servers = {d["metadata"]["name"]: d for p in MANIFESTS for d in _docs(p) if d["kind"] == "Service"}
     for name in ("beam-flink-job-server", "beam-spark-job-server"):
         assert {p["port"] for p in servers[name]["spec"]["ports"]} >= {8099, 8098}
