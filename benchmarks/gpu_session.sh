@@ -10,7 +10,7 @@
 #      on step A's corpus, the family from config.json (issue 17); E  raw vLLM for it, and the report
 #   Q  Qwen3-Omni alone on a fresh machine (install, 300-file corpus, end to end, raw): D and E for a
 #      session with little device time left
-#   F  launch/config/h200.yaml (max_num_seqs 512) against A/B's 256: raw vLLM, then the command with it
+#   F  launch/config/h200.yaml with max_num_seqs 512 against A/B's 256: raw vLLM, then the command with it
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -87,11 +87,13 @@ Q)
   python3 benchmarks/gpu_e2e.py report
   ;;
 F)
+  python3 -c "import yaml; c = yaml.safe_load(open('launch/config/h200.yaml')); \
+c['inference']['vllm']['max_num_seqs'] = 512; open('/tmp/h200-512.yaml', 'w').write(yaml.safe_dump(c))"
   timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
-    --teacher launch/config/h200.yaml --raw-label h200 > "$OUT/raw-h200.log" 2>&1
+    --teacher /tmp/h200-512.yaml --raw-label h200 > "$OUT/raw-h200.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-h200.log"
   timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a \
-    --teacher launch/config/h200.yaml --label h200 --raw-label h200
+    --teacher /tmp/h200-512.yaml --label h200 --raw-label h200
   keep h200
   python3 benchmarks/gpu_e2e.py report
   ;;
