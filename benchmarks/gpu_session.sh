@@ -7,9 +7,10 @@
 #   B  raw vLLM on the same segments; the same command with 16 worker processes given explicitly
 #   C  Whisper base (the embedded weights, converted) through the pipeline on the WER corpus, and raw
 #   D  Qwen3-Omni-30B-A3B (thinker, real dims, random weights: benchmarks/make_qwen3_omni.py) end to end
-#      on step A's corpus, the family from config.json (issue 17); E  raw vLLM for it, and the report
-#   Q  Qwen3-Omni alone on a fresh machine: install, the corpus's first 300 files, a warm-up engine on
-#      20 of them, end to end; R  raw vLLM for it and the report (D and E for a session short of time)
+#      on step A's corpus after a warm-up engine, the family from config.json (issue 17); E  raw vLLM for
+#      it, and the report
+#   Q  D on a fresh machine: install, the corpus's first 300 files, D's runs on them; then E (for a
+#      session short of time)
 #   F  launch/config/h200.yaml with max_num_seqs 512 against A/B's 256: raw vLLM, then the command with it
 # Everything that comes back is under $OUT.
 set -uo pipefail
@@ -24,6 +25,17 @@ keep() {  # the end of a run's log and its run.json
   tail -c 20000 "$BENCH_WORK"/$1/engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
 }
 pkill -f asr_distill.asr.engine_server 2>/dev/null
+q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
+  # pay that on 20 files, so the measured sides both start on warm caches; then the README command
+  python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
+  head -20 /tmp/corpus/index.jsonl > /tmp/corpus/warm.jsonl
+  timeout 380 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/warm.jsonl --model /tmp/qwen3-omni \
+    --raw-label q3o-warmup > "$OUT/warmup-q3o.log" 2>&1
+  echo "warm-up rc=$? at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
+    --label q3o-default --raw-label q3o
+  keep q3o-default
+}
 case $step in
 A)
   bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
@@ -61,34 +73,16 @@ C)
   python3 benchmarks/gpu_e2e.py report
   ;;
 D)
-  python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
-    --label q3o-default --raw-label q3o
-  keep q3o-default
-  ;;
-E)
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
-    --raw-label q3o > "$OUT/raw-q3o.log" 2>&1
-  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o.log"
-  python3 benchmarks/gpu_e2e.py report
+  q3o_e2e
   ;;
 Q)
   bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
-  python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
   python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 300 --workers 15 \
     > "$OUT/corpus.log" 2>&1
   echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
-  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min: pay it on 20 files, so both
-  # measured sides start on warm caches
-  head -20 /tmp/corpus/index.jsonl > /tmp/corpus/warm.jsonl
-  timeout 380 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/warm.jsonl --model /tmp/qwen3-omni \
-    --raw-label q3o-warmup > "$OUT/warmup-q3o.log" 2>&1
-  echo "warm-up rc=$? at $(( $(date +%s) - t0 )) s"
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
-    --label q3o-default --raw-label q3o
-  keep q3o-default
+  q3o_e2e
   ;;
-R)
+E)
   timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
     --raw-label q3o > "$OUT/raw-q3o.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o.log"
