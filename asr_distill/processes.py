@@ -1,4 +1,5 @@
-"""Processes by pid, read from /proc (Linux): whether one still runs, and the tree below it."""
+"""Processes by pid, read from /proc (Linux): whether one still runs, its resident memory, and the tree
+below it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def rss(pid: int | str = "self") -> int:
+    """Resident memory in bytes now; 0 for a process that is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def children_by_parent() -> dict[int, list[int]]:

@@ -38,7 +38,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
-from asr_distill.processes import children_by_parent, subtree  # noqa: E402
+from asr_distill.processes import children_by_parent, rss, subtree  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "."))
 TEACHER = ROOT / "launch" / "config" / "teacher.yaml"
@@ -89,13 +89,6 @@ def scaled_index(index: Path, scale: int, out: Path) -> Path:
 # ------------------------------------------------------------------------------- sampling a process tree
 
 
-def _rss(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 class Sampler(threading.Thread):
     """Every half second: the RSS of a process tree without the engine servers, and GPU utilisation."""
 
@@ -126,10 +119,10 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             tree, engines = children_by_parent(), self._engine_pids()
-            sizes = [_rss(p) for p in subtree(self.root, tree, engines)]
-            engine = sum(_rss(p) for e in engines for p in subtree(e, tree))
+            sizes = [rss(p) for p in subtree(self.root, tree, engines)]
+            engine = sum(rss(p) for e in engines for p in subtree(e, tree))
             self.peak_runner, self.peak_engine = max(self.peak_runner, sum(sizes)), max(self.peak_engine, engine)
-            self.peak_launcher = max(self.peak_launcher, _rss(self.root))
+            self.peak_launcher = max(self.peak_launcher, rss(self.root))
             self.peak_worker = max([self.peak_worker, *sizes[1:]])
             if self._nvml:
                 self.util.append(self._nvml.nvmlDeviceGetUtilizationRates(self._gpu).gpu)

@@ -22,13 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr_distill.config import Config  # noqa: E402
 from asr_distill.media import decode_to_mono16k  # noqa: E402
+from asr_distill.processes import rss  # noqa: E402
 from asr_distill.records import DecodedAudio, IndexRow  # noqa: E402
 from asr_distill.segmenting import cut_segments, plan_segments  # noqa: E402
 from asr_distill.vad import SileroVad  # noqa: E402
 
 
 def rss_mb() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() // 2**20
+    return rss() // 2**20
 
 
 def main() -> None:
