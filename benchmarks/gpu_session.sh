@@ -8,7 +8,7 @@
 #   C  Whisper base (the embedded weights, converted) through the pipeline on the WER corpus, and raw
 #   D  Qwen3-Omni-30B-A3B (thinker, real dims, random weights: benchmarks/make_qwen3_omni.py) end to end
 #      on step A's corpus after a warm-up engine, the family from config.json (issue 17); E  raw vLLM for
-#      it, and the report
+#      it; then max_num_seqs 512 for it (its KV cache holds 692k tokens): raw, then the command; the report
 #   Q  D on a fresh machine: install, the corpus's first 300 files, D's runs on them; then E (for a
 #      session short of time)
 #   F  launch/config/h200.yaml with max_num_seqs 512 against A/B's 256: raw vLLM, then the command with it
@@ -25,6 +25,10 @@ keep() {  # the end of a run's log and its run.json
   tail -c 20000 "$BENCH_WORK"/$1/engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
 }
 pkill -f asr_distill.asr.engine_server 2>/dev/null
+seqs512() {  # config $1 with max_num_seqs 512, written to $2
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c['inference']['vllm']['max_num_seqs'] = 512; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" "$1" "$2"
+}
 q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
   # pay that on 20 files, so the measured sides both start on warm caches; then the README command
   python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
@@ -86,11 +90,17 @@ E)
   timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
     --raw-label q3o > "$OUT/raw-q3o.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o.log"
+  seqs512 launch/config/teacher.yaml /tmp/q3o-512.yaml
+  timeout 150 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
+    --teacher /tmp/q3o-512.yaml --raw-label q3o-512 > "$OUT/raw-q3o-512.log" 2>&1
+  echo "raw 512 rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-q3o-512.log"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/qwen3-omni \
+    --teacher /tmp/q3o-512.yaml --label q3o-512 --raw-label q3o-512
+  keep q3o-512
   python3 benchmarks/gpu_e2e.py report
   ;;
 F)
-  python3 -c "import yaml; c = yaml.safe_load(open('launch/config/h200.yaml')); \
-c['inference']['vllm']['max_num_seqs'] = 512; open('/tmp/h200-512.yaml', 'w').write(yaml.safe_dump(c))"
+  seqs512 launch/config/h200.yaml /tmp/h200-512.yaml
   timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
     --teacher /tmp/h200-512.yaml --raw-label h200 > "$OUT/raw-h200.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -2 "$OUT/raw-h200.log"
