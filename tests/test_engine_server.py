@@ -5,6 +5,7 @@ worker process per core), with the engine double (tests/fake_vllm.py) in every p
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +188,24 @@ def test_threads_of_one_process_share_a_connection_and_requests_fail_alone(engin
     engine_server.stop_engines([spec])
     stats = read_stats(spec)
     assert stats["results"] == 20 and stats["request_errors"] == 1 and stats["clients"] == [os.getpid()]
+
+
+def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine_env):
+    """A killed server's socket can still take a connection and then reset it (seen in CI): the client
+    starts a new server instead of failing its bundle."""
+    [spec] = engine_specs(InferenceConfig(backend="vllm", model="m"))
+    spec.path("sock").parent.mkdir(parents=True, exist_ok=True)
+    dying = socket.socket(socket.AF_UNIX)
+    dying.bind(str(spec.path("sock")))
+    dying.listen(4)
+    threading.Timer(0.5, dying.close).start()  # closed with the client's connection still pending
+    conn, hello, started = engine_server.connect_or_start(spec)
+    try:
+        assert started and hello["state"] in ("starting", "ready") and alive(hello["pid"])
+    finally:
+        conn.close()
+        engine_server.stop_engines([spec])
+    assert not alive(hello["pid"])
 
 
 def test_a_usage_error_does_not_wait_for_an_engine_that_is_still_loading(tmp_path, engine_env, long_forms,

@@ -317,10 +317,14 @@ def _try_connect(spec: EngineSpec) -> Optional[tuple[Connection, dict]]:
         conn = Client(str(spec.path("sock")), family="AF_UNIX")
     except (FileNotFoundError, ConnectionRefusedError):
         return None
-    if not conn.poll(30):
+    try:
+        if not conn.poll(30):
+            conn.close()
+            return None
+        kind, hello = conn.recv()
+    except (EOFError, OSError):  # a dying server's socket took the connection and went away before its hello
         conn.close()
         return None
-    kind, hello = conn.recv()
     if hello["state"] == "failed":
         conn.close()
         raise EngineFailedError(hello["message"])
