@@ -208,6 +208,29 @@ def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine
     assert not alive(hello["pid"])
 
 
+def test_a_server_that_goes_away_after_its_hello_fails_requests_as_died(engine_env):
+    """Requests to a server that said hello and died are EngineDiedError (sent again to a new server
+    by generate_all), not an error of the client's own."""
+    from multiprocessing.connection import Listener
+
+    [spec] = engine_specs(InferenceConfig(backend="vllm", model="m"))
+    spec.path("sock").parent.mkdir(parents=True, exist_ok=True)
+    listener = Listener(str(spec.path("sock")), family="AF_UNIX")
+
+    def hello_then_die():
+        conn = listener.accept()
+        conn.send(("hello", {"pid": 1, "state": "ready", "message": ""}))
+        conn.close()
+        listener.close()
+
+    threading.Thread(target=hello_then_die).start()
+    client = engine_server.EngineClient(spec)
+    assert not client.started
+    future = client.submit("r0", {"prompt": "x"}, {})
+    with pytest.raises(engine_server.EngineDiedError, match="went away"):
+        future.result(timeout=10)
+
+
 def test_a_usage_error_does_not_wait_for_an_engine_that_is_still_loading(tmp_path, engine_env, long_forms,
                                                                        monkeypatch):
     """The command starts the engine before anything else; when it then refuses to run (here: the

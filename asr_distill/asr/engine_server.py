@@ -407,7 +407,10 @@ class EngineClient:
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self.gone: Optional[BaseException] = None
-        self._conn.send(("client", os.getpid()))
+        try:
+            self._conn.send(("client", os.getpid()))
+        except OSError:  # gone right after its hello: the reader finds it so, and requests go to a new one
+            pass
         threading.Thread(target=self._read, name=f"engine-client-{spec.name}", daemon=True).start()
 
     @property
