@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing.connection import Listener
 from pathlib import Path
 
 import numpy as np
@@ -190,11 +191,16 @@ def test_threads_of_one_process_share_a_connection_and_requests_fail_alone(engin
     assert stats["results"] == 20 and stats["request_errors"] == 1 and stats["clients"] == [os.getpid()]
 
 
+def _one_spec():
+    [spec] = engine_specs(InferenceConfig(backend="vllm", model="m"))
+    spec.path("sock").parent.mkdir(parents=True, exist_ok=True)
+    return spec
+
+
 def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine_env):
     """A killed server's socket can still take a connection and then reset it (seen in CI): the client
     starts a new server instead of failing its bundle."""
-    [spec] = engine_specs(InferenceConfig(backend="vllm", model="m"))
-    spec.path("sock").parent.mkdir(parents=True, exist_ok=True)
+    spec = _one_spec()
     dying = socket.socket(socket.AF_UNIX)
     dying.bind(str(spec.path("sock")))
     dying.listen(4)
@@ -211,10 +217,7 @@ def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine
 def test_a_server_that_goes_away_after_its_hello_fails_requests_as_died(engine_env):
     """Requests to a server that said hello and died are EngineDiedError (sent again to a new server
     by generate_all), not an error of the client's own."""
-    from multiprocessing.connection import Listener
-
-    [spec] = engine_specs(InferenceConfig(backend="vllm", model="m"))
-    spec.path("sock").parent.mkdir(parents=True, exist_ok=True)
+    spec = _one_spec()
     listener = Listener(str(spec.path("sock")), family="AF_UNIX")
 
     def hello_then_die():
