@@ -91,6 +91,10 @@ class VllmEngineConfig(_Section):
     engine_restarts: int = Field(
         2, ge=0, description="Times a batch's requests are sent again to a restarted engine after the engine "
         "died holding them; one more death fails the job (loudly, with the engine's log).")
+    stall_s: float = Field(
+        30.0, gt=0, description="An engine that holds requests and returns no step for this long is taken "
+        "for dead: its requests go to a restarted engine (as when its process dies). Above the slowest "
+        "step (a first batch that compiles kernels takes seconds), far below request_timeout_s.")
     idle_exit_s: float = Field(
         120.0, gt=0, description="An engine server with no work for this long exits and frees its GPU (the "
         "next request starts it again). A local job stops its engines when it ends.")

@@ -56,3 +56,17 @@ def subtree(root: int, tree: dict[int, list[int]], skip: frozenset | set = froze
         out.append(pid)
         todo += tree.get(pid, [])
     return out
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live (not zombie) processes whose process group is `pgid`."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+                members.append(int(entry.name))
+    return members

@@ -22,6 +22,9 @@ def problems(output: str, max_failure_rate: float) -> tuple[list[str], dict]:
         return [f"no run.json in {redact(output)}: the job did not finish"], {}
     with FileSystems.open(run_json) as f:
         record = json.load(f)
+    if record.get("status") == "failed":
+        return [f"the job failed: {record.get('error')} ({record.get('segments_lost_count')} segments lost: "
+                "run.json segments_lost)"], {}
     found = []
     if FileSystems.exists(FileSystems.join(output, WORK_DIR)):
         found.append(f"{WORK_DIR}/ is still there: the last run was interrupted (rerun with --resume)")

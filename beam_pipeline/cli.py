@@ -59,7 +59,7 @@ def start_engines_early(argv: list) -> list:
     if cfg.inference.backend != "vllm" or not cfg.inference.share_across_processes:
         return []
     from asr_distill.asr.engine_server import start_engines
-    from asr_distill.asr.vllm_backend import EngineFailedError
+    from asr_distill.asr.engine_loop import EngineFailedError
 
     try:
         return start_engines(cfg.inference)

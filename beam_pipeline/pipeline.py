@@ -44,6 +44,7 @@ from transforms.write import WriteFailures, WriteJsonl, work_path
 log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("transcripts", "failures", "segments", "filtered")
+LOST_DIR = "lost"  # under OUTPUT/_work: the segments of batches that failed the job
 
 
 class UsageError(Exception):
@@ -84,7 +85,7 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         # Read -> decode -> VAD -> segments -> inference is one fused stage: the engine gets requests
         # while other files are still decoding, and audio never crosses a shuffle. Segments whose
         # texts were committed before an interruption are not cut out again (Admit, on --resume).
-        asr = cut.segments | "Inference" >> Transcribe(cfg.inference)
+        asr = cut.segments | "Inference" >> Transcribe(cfg.inference, work_path(output, LOST_DIR))
         count(asr.texts, "transcribed")
         asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
         texts = (asr.texts, admitted.reused) | "AllTexts" >> beam.Flatten()
@@ -298,6 +299,25 @@ def _local_engines(cfg: Config, options: PipelineOptions) -> list:
     return start_engines(cfg.inference)
 
 
+def lost_segments(output: str) -> list[dict]:
+    """The segments that batches failing the job held (each once, in key and index order)."""
+    found = {}
+    for path in _match(work_path(output, LOST_DIR, "lost-*.jsonl")):
+        with FileSystems.open(path) as f:
+            for line in f.read().decode().splitlines():
+                seg = json.loads(line)
+                found[(seg["key"], seg["index"])] = seg
+    return [found[k] for k in sorted(found)]
+
+
+def failed_run_record(output_dir: str, error: str, **facts) -> dict:
+    """run.json of a job that stopped: why, and which segments it lost (the rest was committed to
+    _work/, or never started; --resume does both)."""
+    lost = lost_segments(output_dir)
+    return {"status": "failed", "error": error, "segments_lost": lost, "segments_lost_count": len(lost),
+            "reconciled": False, "resume_with": "--resume", **facts}
+
+
 def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     """Runs the job and returns the run record that was written to OUTPUT/run.json."""
     opts, beam_args = split_args(argv)
@@ -338,8 +358,13 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     except Exception as err:  # noqa: BLE001 - an engine or runner failure becomes a one-line error
         reason = _engine_error(err)
         if reason is not None:
-            raise JobFailedError(f"the vLLM engine failed, so the job stopped (rerun with --resume to go on "
-                                 f"from what was committed): {reason}") from None
+            message = (f"the vLLM engine failed, so the job stopped (rerun with --resume to go on from what was "
+                       f"committed): {reason}")
+            write_json(FileSystems.join(opts.output, "run.json"), failed_run_record(
+                opts.output, message, wall_s=time.monotonic() - t0, started_at=started_at,
+                input_index=redact(opts.input_index), output=redact(opts.output), runner=str(runner),
+                environment=environment, model=model_label(cfg.inference), config_digest=cfg.digest()))
+            raise JobFailedError(message) from None
         if "failed in state FAILED" not in str(err):
             raise
         raise JobFailedError(f"the {runner} job failed: {_first_line(str(err))} (the runner's log has the "

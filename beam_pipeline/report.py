@@ -76,6 +76,9 @@ def collect(output: str) -> RunData:
         raise FileNotFoundError(f"no run.json in {redact(output)}: not a finished run's output directory")
     with FileSystems.open(run_json) as f:
         data = RunData(json.load(f))
+    if data.record.get("status") == "failed":
+        raise FileNotFoundError(f"{redact(output)} holds a failed run ({data.record.get('error')}): "
+                                "finish it with --resume first")
     for t in _lines(output, "transcripts"):
         data.file_durations.append(t["duration_s"])
         if t["duration_s"]:

@@ -18,9 +18,10 @@ import pytest
 
 from asr_distill.asr import engine_server
 from asr_distill.asr.engine_server import RemoteEngines, engine_specs, read_stats
-from asr_distill.asr.vllm_backend import EngineFailedError, VllmBackend
+from asr_distill.asr.engine_loop import EngineFailedError
+from asr_distill.asr.vllm_backend import VllmBackend
 from asr_distill.config import InferenceConfig
-from asr_distill.processes import alive
+from asr_distill.processes import alive, children_by_parent
 from asr_distill.records import Segment
 from conftest import read_jsonl, write_index
 
@@ -86,32 +87,103 @@ def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long
     assert stderr.count("Discarding unparseable args") == 1 and "--input_index" not in stderr
 
 
-def test_an_engine_killed_mid_run_is_restarted_and_nothing_is_lost(tmp_path, engine_env, long_forms, monkeypatch):
-    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")  # a 20 s segment takes about a second
-    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
-    out = tmp_path / "o"
-    job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}", wait=False)
-    killed = None
+def _kill_mid_run(job, engine_env, target) -> tuple[int, int]:
+    """SIGKILL to `target(server pid)` once the engine has answered some requests and holds others:
+    (the pid killed, the server's)."""
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and job.poll() is None and killed is None:
+    while time.monotonic() < deadline and job.poll() is None:
         for path in engine_env.glob("*.stats.json"):
             stats = json.loads(path.read_text())
-            if stats["results"] >= 2 and stats["requests"] > stats["results"]:
-                killed = stats["pid"]
-                os.kill(killed, signal.SIGKILL)  # requests are in flight
+            pid = target(stats["pid"]) if stats["results"] >= 2 and stats["requests"] > stats["results"] else None
+            if pid:
+                os.kill(pid, signal.SIGKILL)  # requests are in flight
+                return pid, stats["pid"]
         time.sleep(0.05)
+    raise AssertionError(f"the job ended before its engine could be killed: {job.communicate()}")
+
+
+def _engine_core(server_pid: int):
+    """The engine core process under a server: the double's multiprocessing child (not its resource
+    tracker), as vLLM's EngineCore is."""
+    for pid in children_by_parent().get(server_pid, []):
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    return None
+
+
+def _assert_completed_after_restart(job, out, n_files: int) -> dict:
     stdout, stderr = job.communicate(timeout=600)
-    assert killed, "the job ended before its engine could be killed"
     assert job.returncode == 0, stderr
     record = json.loads((out / "run.json").read_text())
     seg = record["segment_accounting"]
     assert seg["engine_restarts"] >= 1 and seg["lost"] == 0 and seg["failed"] == 0
     assert record["segments_reconciled"] and seg["cut"] == seg["transcribed"]
     transcripts = read_jsonl(out, "transcripts")
-    assert len(transcripts) == 9 and all(t["status"] == "ok" for t in transcripts)
+    assert len(transcripts) == n_files and all(t["status"] == "ok" for t in transcripts)
+    assert read_jsonl(out, "failures") == []
     _assert_texts_belong_to_their_segments(transcripts)
+    return record
+
+
+def test_an_engine_server_killed_mid_run_is_restarted_and_nothing_is_lost(tmp_path, engine_env, long_forms,
+                                                                          monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")  # a 20 s segment takes about a second
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
+    out = tmp_path / "o"
+    job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}", wait=False)
+    cores = []
+    killed, _ = _kill_mid_run(job, engine_env, lambda server: cores.append(_engine_core(server)) or server)
+    _assert_completed_after_restart(job, out, 9)
     [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
     assert stats["pid"] != killed  # the restarted server finished the job
+    assert cores[0] and not alive(cores[0])  # and the killed one's orphaned engine core did not hold the GPU
+
+
+def test_an_engine_core_killed_mid_run_is_seen_at_once_and_nothing_is_lost(tmp_path, engine_env, long_forms,
+                                                                           monkeypatch):
+    """The fault that hung the README command on an H200: vLLM's engine core process killed while the
+    server that owns it lives on (its step() then never returns). The server sees it, exits, and the
+    job goes on on a restarted engine long before any timeout."""
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
+    out = tmp_path / "o"
+    job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path, vllm={'stall_s': 600})}",
+               wait=False)
+    _core, server = _kill_mid_run(job, engine_env, _engine_core)
+    deadline = time.monotonic() + 10
+    while alive(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(server), "the server outlived its engine core by 10 s"
+    _assert_completed_after_restart(job, out, 9)
+    log = next(engine_env.glob("*.log")).read_text()
+    assert "engine core process" in log and "ended (-9)" in log  # the cause, in the server's log
+
+
+def test_a_stalled_engine_is_replaced_and_nothing_is_lost(tmp_path, engine_env, long_forms, monkeypatch):
+    """An engine that is alive but makes no progress (a hung kernel, a wedged collective) for
+    vllm.stall_s is taken for dead: what it held goes to a new engine."""
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.02")
+    monkeypatch.setenv("FAKE_VLLM_STALL_AT_STEP", "30")
+    monkeypatch.setenv("FAKE_VLLM_FAULT_ONCE", str(tmp_path / "stalled-once"))
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 2))
+    out = tmp_path / "o"
+    job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path, vllm={'stall_s': 2})}",
+               wait=False)
+    _assert_completed_after_restart(job, out, 6)
+    assert (tmp_path / "stalled-once").exists()
+
+
+def _assert_failed_loudly(out, stderr: str, rc: int, cause: str) -> dict:
+    assert rc == 1
+    [line] = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert "the vLLM engine failed" in line and cause in line and "engine_restarts=" in line
+    assert "Traceback" not in stderr.split("error:")[-1]
+    assert (out / "_work").exists()  # --resume goes on from here
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and cause in record["error"]
+    lost = record["segments_lost"]
+    assert lost and all(set(s) == {"key", "index", "start_s", "end_s"} for s in lost)
+    return record
 
 
 def test_an_engine_that_keeps_dying_fails_the_job_loudly(tmp_path, engine_env, long_forms, monkeypatch):
@@ -119,11 +191,23 @@ def test_an_engine_that_keeps_dying_fails_the_job_loudly(tmp_path, engine_env, l
     index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 1))
     out = tmp_path / "o"
     stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}")
-    assert rc == 1
-    [line] = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
-    assert "the vLLM engine failed" in line and "died 3 times" in line and "engine_restarts=2" in line
-    assert "Traceback" not in stderr.split("error:")[-1]
-    assert not (out / "run.json").exists() and (out / "_work").exists()  # --resume goes on from here
+    record = _assert_failed_loudly(out, stderr, rc, "died 3 times")
+    assert "failed a step" in record["error"] and "engine_restarts=2" in record["error"]
+    lost = record["segments_lost"]
+    assert len({(s["key"], s["index"]) for s in lost}) == len(lost)  # each lost segment named once
+
+
+def test_an_engine_that_keeps_stalling_fails_the_job_in_bounded_time(tmp_path, engine_env, long_forms, monkeypatch):
+    monkeypatch.setenv("FAKE_VLLM_STALL_AT_STEP", "5")  # every engine, every time
+    index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 1))
+    out = tmp_path / "o"
+    started = time.monotonic()
+    stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}",
+                              f"--config={_config(tmp_path, vllm={'stall_s': 1, 'engine_restarts': 1})}")
+    _assert_failed_loudly(out, stderr, rc, "died 2 times")
+    assert "stalled" in stderr and "engine_restarts=1" in stderr
+    assert time.monotonic() - started < 120  # two stalls of 1 s, two engine starts: no timeout waited for
+    assert not list(engine_env.glob("*.pid")) or not any(alive(int(p.read_text())) for p in engine_env.glob("*.pid"))
 
 
 def test_an_engine_that_cannot_start_says_why(tmp_path, engine_env, long_forms, monkeypatch):

@@ -173,6 +173,33 @@ def test_an_engine_that_fails_a_step_fails_the_batch_loudly(monkeypatch):
         b.transcribe_segments([seg(9, 1.0)])
 
 
+def test_an_engine_whose_core_process_dies_fails_the_batch_at_once(monkeypatch):
+    """vLLM 0.26's step() never returns once its engine core process is gone; the loop's watchdog
+    sees the process gone and fails what the engine held within a second, not request_timeout_s."""
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")
+    b, engine = backend(CFG.model_copy(update={"request_timeout_s": 600.0}))
+    threading.Timer(0.5, os.kill, args=(engine.core.pid, signal.SIGKILL)).start()
+    started = time.monotonic()
+    with pytest.raises(vllm_backend.EngineFailedError, match=f"engine core process {engine.core.pid} ended"):
+        b.transcribe_segments([seg(i, 20.0) for i in range(4)])  # 21 steps of 0.05 s: killed mid-way
+    assert time.monotonic() - started < 3
+
+
+def test_a_stalled_engine_fails_the_batch_after_stall_s(monkeypatch):
+    import time
+
+    monkeypatch.setenv("FAKE_VLLM_STALL_AT_STEP", "3")
+    b, engine = backend(CFG.model_copy(update={"vllm": CFG.vllm.model_copy(update={"stall_s": 1.0})}))
+    started = time.monotonic()
+    with pytest.raises(vllm_backend.EngineFailedError, match="stalled: no step returned for 1 s while it held 2"):
+        b.transcribe_segments([seg(i, 5.0) for i in range(2)])
+    assert 1.0 <= time.monotonic() - started < 4 and engine.core.is_alive()  # alive, but no progress
+
+
 def test_whisper_requests_are_encoder_decoder_prompts():
     cfg = InferenceConfig(backend="vllm", model="/models/whisper-base-hf", language="en", share_across_processes=False,
                           max_new_tokens=1000)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystem import BeamIOError
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
+from asr_distill.asr.engine_loop import EngineFailedError
 from asr_distill.config import InferenceConfig
 from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText
 from transforms.common import FAILURES, GOOD
+
+log = logging.getLogger(__name__)
 
 FAILED_SEGMENTS = "failed_segments"
 # A batch that raises one of these becomes failure records (one per segment) and the job goes on.
@@ -23,19 +31,24 @@ BATCH_ERRORS = (RuntimeError, ValueError, TimeoutError, MemoryError)
 class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
     """Segments in, one Transcription or exception per segment out; a bad segment sinks only itself."""
 
-    def __init__(self, cfg: InferenceConfig):
+    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None):
         # Fixed-size batches: BatchElements' adaptive sizing starts at one element and grows, which
         # starves a GPU engine; throughput, not latency, is what a labelling job wants.
         super().__init__(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
         self._cfg = cfg
         self._model_id = model_label(cfg)
+        self._lost_dir = lost_dir
 
     def load_model(self) -> ASRBackend:
         return load_backend(self._cfg)
 
     def run_inference(self, batch: Sequence[Segment], model: ASRBackend,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
-        results = model.transcribe_segments(list(batch))
+        try:
+            results = model.transcribe_segments(list(batch))
+        except EngineFailedError:
+            self._note_lost(batch)
+            raise
         restarts = getattr(model, "take_restarts", None)
         if restarts:
             Metrics.counter("inference", "engine_restarts").inc(restarts())
@@ -45,6 +58,18 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
                 audio_ms.inc(int(1000 * len(seg.audio) / SAMPLE_RATE))
         # Past the model a segment is its key, index and times: no audio leaves this step.
         return [PredictionResult(seg.without_audio(), res, model_id=self._model_id) for seg, res in zip(batch, results)]
+
+    def _note_lost(self, batch: Sequence[Segment]) -> None:
+        """The job is about to fail: name the segments this batch held, for run.json (lost_segments)."""
+        if not self._lost_dir:
+            return
+        lines = "".join(json.dumps({"key": s.key, "index": s.index, "start_s": s.start_s, "end_s": s.end_s}) + "\n"
+                        for s in batch)
+        try:
+            with FileSystems.create(FileSystems.join(self._lost_dir, f"lost-{uuid.uuid4().hex}.jsonl")) as f:
+                f.write(lines.encode())
+        except (OSError, BeamIOError) as err:
+            log.warning("could not record the lost segments: %s", type(err).__name__)
 
     def get_num_bytes(self, batch: Sequence[Segment]) -> int:
         # Beam's default pickles the whole batch to measure it: a copy of every segment's audio.
@@ -93,12 +118,14 @@ def _crashed_batch(dead_letter):
 
 
 class Transcribe(beam.PTransform):
-    def __init__(self, cfg: InferenceConfig):
+    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None):
+        """lost_dir: where a batch that fails the job names its segments (OUTPUT/_work/lost)."""
         super().__init__()
         self._cfg = cfg
+        self._lost_dir = lost_dir
 
     def expand(self, segments) -> InferenceOutputs:
-        handler = KeyedModelHandler(ASRModelHandler(self._cfg))
+        handler = KeyedModelHandler(ASRModelHandler(self._cfg, self._lost_dir))
         results, dlq = (segments
                         | "KeyBySegmentId" >> beam.Map(lambda s: (s.segment_id, s))
                         | "RunInference" >> RunInference(handler).with_exception_handling(

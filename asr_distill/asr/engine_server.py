@@ -8,11 +8,19 @@ its model), so it starts while the front end decodes; every other process on the
 it. It exits when told to (the launcher, at the end of a local job) or after `idle_exit_s` without
 work, never while it holds requests.
 
+How an engine dies, and what happens then: its engine core process is killed or crashes, it raises
+in a step, or it holds requests and makes no progress for `vllm.stall_s` (the loop's watchdog,
+`engine_loop`, sees each within a second or `stall_s`); the server then drops its socket, answers
+every request it held as died, kills its process group (vLLM's engine core with it, so the GPU is
+free) and exits. A server that is itself killed leaves its clients' connections closed, and maybe
+its engine core orphaned: the client that starts the next server first kills what is left of the
+old one's process group.
+
 Wire: a Unix socket per engine in `engine_dir()` (`ASR_DISTILL_ENGINE_DIR`, private to the user), with
 `multiprocessing.connection` messages. Starting is serialised by a file lock, so one server per engine
-spec and machine. A server whose engine dies drops its socket and exits; clients then restart it and
-send again what it held, at most `vllm.engine_restarts` times per batch, after which the job fails
-with `EngineFailedError` (never silently: a request is always answered or failed).
+spec and machine. Clients restart a server that went away and send again what it held, at most
+`vllm.engine_restarts` times per batch, after which the job fails with `EngineFailedError` (never
+silently: a request is always answered or failed).
 
 Copies (`model_copies`): copy i runs with `CUDA_VISIBLE_DEVICES` set to its own GPUs
 (`tensor_parallel_size` of them); each process sends a request to the copy it has fewest requests in.
@@ -37,10 +45,9 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Optional, Sequence
 
-from asr_distill.asr.vllm_backend import (EngineDiedError, EngineFailedError, EngineLoop,
-                                          engine_args)
+from asr_distill.asr.engine_loop import EngineDiedError, EngineFailedError, EngineLoop, engine_args
 from asr_distill.asr.vllm_engine import ENGINE_MODULE_ENV, engine_module
-from asr_distill.processes import alive
+from asr_distill.processes import alive, process_group
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ ENGINE_DIR_ENV = "ASR_DISTILL_ENGINE_DIR"
 _CONNECT_TIMEOUT_S = 120.0  # the server binds its socket before it imports vLLM: seconds, not minutes
 _OLD_SERVER_EXIT_S = 120.0  # a dying server frees its GPU memory before the next one starts
 _RECENT_FAILURE_S = 60.0  # a server that failed to start is not started again by every process
+_OLD_GROUP_EXIT_S = 30.0  # SIGKILLed leftovers of a dead server (its engine core) are gone in far less
 
 
 class EngineStoppedError(EngineDiedError):
@@ -70,6 +78,7 @@ class EngineSpec:
     devices: Optional[str] = None  # CUDA_VISIBLE_DEVICES of the server; None: the machine's own
     idle_exit_s: float = 120.0
     module: Optional[str] = None  # ASR_DISTILL_VLLM_ENGINE (tests: the engine double)
+    stall_s: float = 30.0
 
     @property
     def name(self) -> str:
@@ -95,7 +104,8 @@ def engine_specs(cfg) -> list[EngineSpec]:
         devices = None
         if copies > 1:  # one copy sees the machine's GPUs as they are (tensor parallel over them)
             devices = ",".join(visible[i * tp:(i + 1) * tp] if visible else map(str, range(i * tp, (i + 1) * tp)))
-        specs.append(EngineSpec(args, i, devices, cfg.vllm.idle_exit_s, os.environ.get(ENGINE_MODULE_ENV)))
+        specs.append(EngineSpec(args, i, devices, cfg.vllm.idle_exit_s, os.environ.get(ENGINE_MODULE_ENV),
+                                cfg.vllm.stall_s))
     return specs
 
 
@@ -118,8 +128,9 @@ class EngineServer:
     def __init__(self, spec: EngineSpec):
         self.spec = spec
         self.module = engine_module()
-        self.loop = EngineLoop(self.module.sampling_params)
+        self.loop = EngineLoop(self.module.sampling_params, self.module.engine_error, spec.stall_s)
         self.loop.on_death = self._on_death
+        self.loop.after_death = self._exit_dead
         self.state = "starting"
         self.message = ""
         self._listener: Optional[Listener] = None
@@ -150,11 +161,7 @@ class EngineServer:
         self._touch()
         log.info("engine %s ready", self.spec.name)
         self._write_stats()
-        self.loop.run(engine)
-        if self.loop.died:
-            self.stats["exit"] = self.loop.died
-            self._write_stats()
-            return 1
+        self.loop.run(engine)  # a death ends the process in _exit_dead
         self.loop.fail_remaining(EngineStoppedError(f"engine server stopped ({self._stop_reason})"))
         self.stats["exit"] = self._stop_reason
         self._write_stats()
@@ -180,6 +187,16 @@ class EngineServer:
         self.state = "dead"
         log.error("engine %s died: %s", self.spec.name, reason)
         self._close_listener()
+
+    def _exit_dead(self, reason: str) -> None:
+        """Every client has heard: go, with the engine's own processes (this server leads their
+        group), now. vLLM's orderly shutdown could wait on the dead core; the GPU must be free for the
+        server the clients are starting."""
+        with self._lock:
+            self.stats["exit"], self.stats["died_at"] = reason, time.time()
+        self._write_stats()
+        logging.shutdown()
+        os.killpg(os.getpgrp(), signal.SIGKILL)
 
     def _close_listener(self) -> None:
         if self._listener is not None:
@@ -356,15 +373,30 @@ def _spawn(spec: EngineSpec) -> subprocess.Popen:
 
 
 def _wait_for_exit(pid: int, timeout_s: float) -> None:
+    """Until server `pid` and everything left in its process group (an orphaned engine core that
+    holds the GPU, when the server itself was killed) are gone."""
     deadline = time.monotonic() + timeout_s
     while alive(pid):
         if time.monotonic() > deadline:
             log.warning("engine server %d did not exit in %.0f s; killing it", pid, timeout_s)
             try:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            return
+            break
+        time.sleep(0.1)
+    # Linux keeps a process group's id from being reused while any member lives, so what is in the
+    # old server's group is its own leftovers.
+    left = process_group(pid)
+    if not left:
+        return
+    log.warning("engine server %d left %d processes behind (its engine core?); killing them", pid, len(left))
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + _OLD_GROUP_EXIT_S
+    while process_group(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
 
 

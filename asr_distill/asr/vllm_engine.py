@@ -1,6 +1,6 @@
-"""The three calls the backend makes of vLLM itself; nothing else in the project imports vLLM.
+"""The calls the backend makes of vLLM itself; nothing else in the project imports vLLM.
 
-`ASR_DISTILL_VLLM_ENGINE` names another module with the same three functions (the CPU test suite's
+`ASR_DISTILL_VLLM_ENGINE` names another module with the same four functions (the CPU test suite's
 engine double, `tests/fake_vllm.py`); it is read wherever an engine starts, including the engine
 server process, so the double reaches every process of a job.
 """
@@ -27,6 +27,25 @@ def sampling_params(**kwargs):
     from vllm.sampling_params import RequestOutputKind
 
     return SamplingParams(output_kind=RequestOutputKind.FINAL_ONLY, **kwargs)
+
+
+def engine_error(engine):
+    """Why the engine is dead, or None while it lives: one of vLLM's engine core processes has exited,
+    or vLLM has marked the engine dead. Asked every fraction of a second by the loop's watchdog,
+    because after such a death vLLM 0.26's `step()` never returns.
+
+    Reads vLLM's multiprocess client (LLMEngine.engine_core: SyncMPClient) as 0.26 builds it; where
+    that shape is not found it says nothing, and the stall watchdog still catches a dead engine."""
+    resources = getattr(getattr(engine, "engine_core", None), "resources", None)
+    manager = getattr(resources, "engine_manager", None)
+    for proc in list(getattr(manager, "processes", None) or ()):
+        code = proc.exitcode
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            return f"vLLM's engine core process {proc.pid} ({proc.name}) {how}"
+    if getattr(resources, "engine_dead", False):
+        return "vLLM reported its engine core dead"
+    return None
 
 
 def shutdown(engine) -> None:
