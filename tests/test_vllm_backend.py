@@ -11,6 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from asr_distill.asr import quality
 from asr_distill.asr.families import family_for
 from asr_distill.asr import vllm_backend
+from asr_distill.asr.engine_loop import EngineFailedError
 from asr_distill.asr.vllm_backend import VllmBackend, engine_args, max_tokens_for
 from asr_distill.config import InferenceConfig, VllmEngineConfig
 from asr_distill.records import Segment
@@ -166,10 +167,10 @@ def test_an_engine_that_fails_a_step_fails_the_batch_loudly(monkeypatch):
 
     monkeypatch.setenv("FAKE_VLLM_FAIL_AT_STEP", "2")
     b, _ = backend()
-    with pytest.raises(vllm_backend.EngineFailedError, match="failed a step") as caught:
+    with pytest.raises(EngineFailedError, match="failed a step") as caught:
         b.transcribe_segments([seg(i, 3.0) for i in range(3)])
     assert not isinstance(caught.value, BATCH_ERRORS)
-    with pytest.raises(vllm_backend.EngineFailedError):  # and so does every later batch
+    with pytest.raises(EngineFailedError):  # and so does every later batch
         b.transcribe_segments([seg(9, 1.0)])
 
 
@@ -184,7 +185,7 @@ def test_an_engine_whose_core_process_dies_fails_the_batch_at_once(monkeypatch):
     b, engine = backend(CFG.model_copy(update={"request_timeout_s": 600.0}))
     threading.Timer(0.5, os.kill, args=(engine.core.pid, signal.SIGKILL)).start()
     started = time.monotonic()
-    with pytest.raises(vllm_backend.EngineFailedError, match=f"engine core process {engine.core.pid} ended"):
+    with pytest.raises(EngineFailedError, match=f"engine core process {engine.core.pid} ended"):
         b.transcribe_segments([seg(i, 20.0) for i in range(4)])  # 21 steps of 0.05 s: killed mid-way
     assert time.monotonic() - started < 3
 
@@ -195,7 +196,7 @@ def test_a_stalled_engine_fails_the_batch_after_stall_s(monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_STALL_AT_STEP", "3")
     b, engine = backend(CFG.model_copy(update={"vllm": CFG.vllm.model_copy(update={"stall_s": 1.0})}))
     started = time.monotonic()
-    with pytest.raises(vllm_backend.EngineFailedError, match="stalled: no step returned for 1 s while it held 2"):
+    with pytest.raises(EngineFailedError, match="stalled: no step returned for 1 s while it held 2"):
         b.transcribe_segments([seg(i, 5.0) for i in range(2)])
     assert 1.0 <= time.monotonic() - started < 4 and engine.core.is_alive()  # alive, but no progress
 

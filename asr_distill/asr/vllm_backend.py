@@ -17,8 +17,7 @@ import threading
 from typing import Any, Sequence, Union
 
 from asr_distill.asr import IsolatingBackend, Transcription
-from asr_distill.asr.engine_loop import (EngineDiedError, EngineFailedError, EngineOutput, LocalEngine,  # noqa: F401
-                                         engine_args)
+from asr_distill.asr.engine_loop import EngineOutput, LocalEngine, engine_args
 from asr_distill.asr.engine_server import RemoteEngines
 from asr_distill.asr.families import family_for
 from asr_distill.asr.quality import quality_signals
