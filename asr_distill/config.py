@@ -95,6 +95,10 @@ class VllmEngineConfig(_Section):
         30.0, gt=0, description="An engine that holds requests and returns no step for this long is taken "
         "for dead: its requests go to a restarted engine (as when its process dies). Above the slowest "
         "step (a first batch that compiles kernels takes seconds), far below request_timeout_s.")
+    front_end_nice: int = Field(
+        10, ge=0, le=19, description="DirectRunner: once the command has started its engine servers, it and "
+        "its SDK worker processes (decode, VAD) run at this niceness, so the engines, starting and then "
+        "stepping, come first for the CPU. 0 leaves priorities alone.")
     idle_exit_s: float = Field(
         120.0, gt=0, description="An engine server with no work for this long exits and frees its GPU (the "
         "next request starts it again). A local job stops its engines when it ends.")

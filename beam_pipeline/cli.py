@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -62,9 +63,13 @@ def start_engines_early(argv: list) -> list:
     from asr_distill.asr.engine_loop import EngineFailedError
 
     try:
-        return start_engines(cfg.inference)
+        specs = start_engines(cfg.inference)
     except EngineFailedError:
         return []
+    # The engine servers run at the priority they were spawned with; this process and the SDK workers
+    # it starts from now on yield the CPU to them (vLLM's start competed with 16 decoding workers).
+    os.nice(cfg.inference.vllm.front_end_nice)
+    return specs
 
 
 def main(run: Callable[[list], object], argv=None) -> int:

@@ -2,6 +2,7 @@
 
   python benchmarks/gpu_e2e.py e2e --index I --model DIR [--label L] [--scale N] [-- extra CLI flags]
   python benchmarks/gpu_e2e.py raw --index I --model DIR
+  python benchmarks/gpu_e2e.py fault --index I --model DIR --target core|server [--kill-at 80] [--label L]
   python benchmarks/gpu_e2e.py report
 
 `e2e` runs `python -m beam_pipeline --input_index=I --output=O --config=C` as a user would, where C
@@ -17,6 +18,13 @@ core) and times `import vllm`, `vllm.LLM(...)` and one `LLM.generate` over all o
 engine arguments and per-segment sampling: engine start (vLLM's import included) counted on both
 sides. (Until 2026-12-01 the import was left out of the raw side: see RESULTS.md.) `report` prints e2e/raw.
 
+`fault` is `e2e` with a SIGKILL `--kill-at` seconds into the run: to vLLM's engine core (`core`: the
+process that holds the GPU, from `nvidia-smi --query-compute-apps=pid`, under the engine server) or
+to the engine server itself (`server`). It adds a line to $OUT/faults.jsonl: when the kill was
+seen (`core`: the old server has exited, its requests answered as died; `server`: a new server was
+spawned), when the new engine was ready, the run's wall time against the newest undisturbed `e2e`
+line (`--undisturbed`), and run.json's segment accounting.
+
 `--fake` swaps vLLM for the engine double (tests/fake_vllm.py): for checking this script, and for
 the runner's memory at several corpus sizes on a machine without a GPU. Results are JSON lines in
 $OUT/gpu_e2e.jsonl (or ./gpu_e2e.jsonl).
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -38,7 +47,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
-from asr_distill.processes import children_by_parent, rss, subtree  # noqa: E402
+from asr_distill.processes import alive, children_by_parent, rss, subtree  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "."))
 TEACHER = ROOT / "launch" / "config" / "teacher.yaml"
@@ -46,16 +55,21 @@ BENCH_ONLY = {"ignore_eos": True, "max_new_tokens": 96}
 CACHES_OFF = {"enable_prefix_caching": False, "mm_processor_cache_gb": 0}
 
 
-def _logs() -> list[Path]:
-    """$OUT/gpu_e2e.jsonl, and a copy in the work folder that outlives one device call's $OUT."""
+def _logs(name: str = "gpu_e2e.jsonl") -> list[Path]:
+    """$OUT/NAME, and a copy in the work folder that outlives one device call's $OUT."""
     work = Path(os.environ.get("BENCH_WORK", "/tmp/gpu_e2e"))
     work.mkdir(parents=True, exist_ok=True)
-    return list(dict.fromkeys([OUT / "gpu_e2e.jsonl", work / "gpu_e2e.jsonl"]))
+    return list(dict.fromkeys([OUT / name, work / name]))
 
 
-def log(record: dict) -> None:
+def _read_log() -> list[dict]:
+    path = _logs()[-1]
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def log(record: dict, name: str = "gpu_e2e.jsonl") -> None:
     print(json.dumps(record), flush=True)
-    for path in _logs():
+    for path in _logs(name):
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -132,12 +146,15 @@ class Sampler(threading.Thread):
 # ----------------------------------------------------------------------------------------------- e2e
 
 
-def e2e(args, extra: list[str]) -> None:
+def e2e(args, extra: list[str], during=None) -> dict:
+    """The README command; `during(t0, engines dir)` runs in a thread beside it (a fault to inject)."""
     work = Path(args.work) / args.label
     work.mkdir(parents=True, exist_ok=True)
     index = scaled_index(Path(args.index), args.scale, work / "index.jsonl")
     config = bench_config(args.model, work / "teacher.yaml", args.teacher, args.real)
     out, engines = work / "out", work / "engines"
+    for old in (out, engines):  # a label run again starts afresh
+        shutil.rmtree(old, ignore_errors=True)
     env = dict(os.environ, ASR_DISTILL_ENGINE_DIR=str(engines))
     if args.fake:
         env.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
@@ -149,6 +166,8 @@ def e2e(args, extra: list[str]) -> None:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         sampler = Sampler(proc.pid, engines)
         sampler.start()
+        if during:
+            threading.Thread(target=during, args=(t0, engines), daemon=True).start()
         rc = proc.wait()
     wall = time.time() - t0
     sampler.stop.set()
@@ -180,7 +199,86 @@ def e2e(args, extra: list[str]) -> None:
                     "first_request_s": round((s["first_request_at"] or t0) - t0, 1),
                     "last_result_s": round((s["last_result_at"] or t0) - t0, 1),
                     "engine_requests": s["requests"], "engine_clients": len(set(s["clients"]))})
+    if rc == 0:
+        rec["engine_restarts"] = run["segment_accounting"]["engine_restarts"]
     log(rec)
+    return rec
+
+
+# --------------------------------------------------------------------------------------------- fault
+
+
+def _gpu_pids() -> list[int]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [int(x) for x in out.split() if x.strip().isdigit()]
+
+
+def _engine_core(server: int) -> int:
+    """vLLM's EngineCore under `server`: the process there that holds the GPU (without a GPU, with
+    --fake: the double's core, a multiprocessing child)."""
+    below = set(subtree(server, children_by_parent())) - {server}
+    on_gpu = [p for p in _gpu_pids() if p in below]
+    if on_gpu:
+        return on_gpu[0]
+    for pid in sorted(below):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"EngineCore" in cmdline or b"spawn_main" in cmdline:
+            return pid
+    raise RuntimeError(f"no engine core process under engine server {server}")
+
+
+def _server_stats(engines: Path) -> dict:
+    for p in engines.glob("*.stats.json"):
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError):
+            pass
+    return {}
+
+
+def fault(args, extra: list[str]) -> None:
+    seen: dict = {}
+
+    def kill(t0: float, engines: Path) -> None:
+        time.sleep(max(0.0, t0 + args.kill_at - time.time()))
+        server = _server_stats(engines).get("pid")
+        victim = _engine_core(server) if args.target == "core" else server
+        os.kill(victim, 9)
+        killed = time.time()
+        seen.update(killed_at_s=round(killed - t0, 1), victim=victim, server=server)
+        while time.time() - killed < 600:
+            stats = _server_stats(engines)
+            again = stats.get("pid") not in (None, server)
+            if "detected" not in seen and args.target == "core" and not alive(server):
+                seen["detected"] = time.time() - killed
+            if "detected" not in seen and again:  # a client saw the server gone and started this one
+                seen["detected"] = stats["spawned_at"] - killed
+            if again and stats.get("ready_at"):
+                seen["ready_again"] = stats["ready_at"] - killed
+                return
+            time.sleep(0.05)
+
+    rec = e2e(args, extra, during=kill)
+    undisturbed = [r for r in _read_log() if r["step"] == "e2e" and r["label"] == args.undisturbed and r["rc"] == 0]
+    line = {"step": "engine_kill", "target": args.target, "label": args.label,
+            "killed_at_s": seen.get("killed_at_s"), "detected_s": _round(seen.get("detected")),
+            "ready_again_s": _round(seen.get("ready_again")), "wall_s": rec["wall_s"],
+            "undisturbed_wall_s": undisturbed[-1]["wall_s"] if undisturbed else None,
+            "segments_cut": rec.get("segments"), "segments_transcribed": rec.get("segments_transcribed"),
+            "segments_failed": rec.get("segments_failed"), "segments_lost": rec.get("segments_lost"),
+            "engine_restarts": rec.get("engine_restarts"), "rc": rec["rc"]}
+    log(line, "faults.jsonl")
+
+
+def _round(x):
+    return None if x is None else round(x, 1)
 
 
 # ----------------------------------------------------------------------------------------------- raw
@@ -241,7 +339,7 @@ def raw(args) -> None:
 
 
 def report(_args) -> None:
-    lines = [json.loads(line) for line in _logs()[-1].read_text().splitlines()]
+    lines = _read_log()
     for r in lines:
         raws = [x for x in lines if x["step"] == "raw" and x.get("label", "") == r.get("raw", "")]
         if r["step"] == "e2e" and raws and r.get("rc") == 0:
@@ -256,7 +354,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["e2e", "raw", "report"])
+    ap.add_argument("step", choices=["e2e", "raw", "fault", "report"])
     ap.add_argument("--index")
     ap.add_argument("--model", default="fake-qwen2-audio")
     ap.add_argument("--label", default="default")
@@ -267,8 +365,12 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="real weights and outputs (no dummy, no fixed length)")
     ap.add_argument("--keep", type=int, default=0, help="copy this many transcript records to $OUT")
     ap.add_argument("--fake", action="store_true")
+    ap.add_argument("--target", choices=["core", "server"], default="core", help="fault: what is killed")
+    ap.add_argument("--kill-at", type=float, default=80.0, help="fault: seconds into the run")
+    ap.add_argument("--undisturbed", default="default", help="fault: the e2e label it is compared with")
     args = ap.parse_args(argv)
-    {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "report": lambda: report(args)}[args.step]()
+    {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "fault": lambda: fault(args, extra),
+     "report": lambda: report(args)}[args.step]()
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long
     [stats] = [json.loads(p.read_text()) for p in engine_env.glob("*.stats.json")]
     assert stats["results"] == seg["transcribed"] and stats["exit"] == "shut down by its launcher"
     assert len(set(stats["clients"])) >= 2  # requests from more than one worker process
+    base = os.nice(0)  # the engine keeps the command's priority; the front end yields the CPU to it
+    workers = {int(pid): nice for pid, nice in stats["client_nice"].items() if int(pid) != stats["pid"]}
+    assert stats["nice"] == base and set(workers.values()) == {min(19, base + 10)}
     assert not alive(stats["pid"])  # the GPU is free when the command returns
     assert stderr.count("Discarding unparseable args") == 1 and "--input_index" not in stderr
 
@@ -289,7 +292,7 @@ def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine
     dying.bind(str(spec.path("sock")))
     dying.listen(4)
     threading.Timer(0.5, dying.close).start()  # closed with the client's connection still pending
-    conn, hello, started = engine_server.connect_or_start(spec)
+    conn, hello, started, _restarted = engine_server.connect_or_start(spec)
     try:
         assert started and hello["state"] in ("starting", "ready") and alive(hello["pid"])
     finally:

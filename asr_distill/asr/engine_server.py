@@ -52,6 +52,7 @@ from asr_distill.processes import alive, process_group
 log = logging.getLogger(__name__)
 
 ENGINE_DIR_ENV = "ASR_DISTILL_ENGINE_DIR"
+_SPAWNED_AT_ENV = "ASR_DISTILL_ENGINE_SPAWNED_AT"
 _CONNECT_TIMEOUT_S = 120.0  # the server binds its socket before it imports vLLM: seconds, not minutes
 _OLD_SERVER_EXIT_S = 120.0  # a dying server frees its GPU memory before the next one starts
 _RECENT_FAILURE_S = 60.0  # a server that failed to start is not started again by every process
@@ -140,9 +141,9 @@ class EngineServer:
         self._last_activity = time.monotonic()
         self.stats = {"name": spec.name, "pid": os.getpid(), "copy": spec.copy, "devices": spec.devices,
                       "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                      "spawned_at": time.time(), "ready_at": None, "first_request_at": None,
+                      "spawned_at": float(os.environ.get(_SPAWNED_AT_ENV) or time.time()), "ready_at": None, "first_request_at": None,
                       "last_result_at": None, "requests": 0, "results": 0, "request_errors": 0,
-                      "audio_s": 0.0, "clients": [], "exit": None}
+                      "audio_s": 0.0, "clients": [], "client_nice": {}, "nice": os.nice(0), "exit": None}
 
     # -- lifecycle
 
@@ -281,6 +282,7 @@ class EngineServer:
                 elif kind == "client":
                     with self._lock:
                         self.stats["clients"].append(message[1])
+                        self.stats["client_nice"][str(message[1])] = message[2]
                 elif kind == "shutdown":
                     self._stop("shut down by its launcher")
                 elif kind == "stats":
@@ -361,7 +363,7 @@ def _log_tail(spec: EngineSpec, lines: int = 12) -> str:
 def _spawn(spec: EngineSpec) -> subprocess.Popen:
     spec_file = spec.path("spec.json")
     _write_atomic(spec_file, json.dumps(asdict(spec), default=str))
-    env = dict(os.environ)
+    env = dict(os.environ, **{_SPAWNED_AT_ENV: repr(time.time())})  # before the server's own imports
     if spec.devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = spec.devices
     if spec.module:
@@ -400,19 +402,27 @@ def _wait_for_exit(pid: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def connect_or_start(spec: EngineSpec) -> tuple[Connection, dict, bool]:
-    """A connection to the spec's server, starting one if none is running: (conn, hello, started)."""
+def _died(spec: EngineSpec) -> bool:
+    """The spec's last server went without saying why (killed) or died with its engine."""
+    stats = read_stats(spec)
+    return stats is not None and (stats.get("exit") is None or "died_at" in stats)
+
+
+def connect_or_start(spec: EngineSpec) -> tuple[Connection, dict, bool, bool]:
+    """A connection to the spec's server, starting one if none is running: (conn, hello, started,
+    restarted: started in place of one that died)."""
     with open(spec.path("lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         found = _try_connect(spec)
         if found:
-            return (*found, False)
+            return (*found, False, False)
         error = spec.path("error")
         if error.exists() and time.time() - error.stat().st_mtime < _RECENT_FAILURE_S:
             raise EngineFailedError(error.read_text())
         old = _server_pid(spec)
         if old is not None and old != os.getpid():
             _wait_for_exit(old, _OLD_SERVER_EXIT_S)
+        restarted = old is not None and _died(spec)
         spec.path("sock").unlink(missing_ok=True)
         proc = _spawn(spec)
         deadline = time.monotonic() + _CONNECT_TIMEOUT_S
@@ -421,7 +431,7 @@ def connect_or_start(spec: EngineSpec) -> tuple[Connection, dict, bool]:
                 break
             found = _try_connect(spec)
             if found:
-                return (*found, True)
+                return (*found, True, restarted)
             time.sleep(0.05)
         if proc.poll() is None:
             proc.kill()
@@ -434,13 +444,13 @@ class EngineClient:
 
     def __init__(self, spec: EngineSpec):
         self.spec = spec
-        self._conn, hello, self.started = connect_or_start(spec)
+        self._conn, hello, self.started, self.restarted = connect_or_start(spec)
         self.server_pid = hello["pid"]
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self.gone: Optional[BaseException] = None
         try:
-            self._conn.send(("client", os.getpid()))
+            self._conn.send(("client", os.getpid(), os.nice(0)))
         except OSError:  # gone right after its hello: the reader finds it so, and requests go to a new one
             pass
         threading.Thread(target=self._read, name=f"engine-client-{spec.name}", daemon=True).start()
@@ -534,9 +544,8 @@ class RemoteEngines:
         with self._lock:
             client = self._clients[i]
             if client is None or client.gone is not None:
-                replaced = client is not None
                 client = EngineClient(self.specs[i])
-                self._started_again += int(replaced and client.started)  # this process restarted it
+                self._started_again += int(client.restarted)  # this process started it after one died
                 self._clients[i] = client
             return client
 
@@ -582,7 +591,7 @@ class RemoteEngines:
         return results
 
     def take_restarts(self) -> int:
-        """Servers this process started again (after theirs went away) since the last call."""
+        """Servers this process started in place of one that died, since the last call."""
         with self._lock:
             n, self._started_again = self._started_again, 0
         return n
@@ -595,7 +604,7 @@ def start_engines(cfg) -> list[EngineSpec]:
     """Start the config's engine servers now (if not running), without waiting for their engines."""
     specs = engine_specs(cfg)
     for spec in specs:
-        conn, _hello, _started = connect_or_start(spec)
+        conn, _hello, _started, _restarted = connect_or_start(spec)
         conn.close()
     return specs
 
