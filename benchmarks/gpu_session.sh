@@ -14,6 +14,13 @@
 #   Q  D on a fresh machine: install, the corpus's first 300 files, D's runs on them; then E (for a
 #      session short of time)
 #   F  launch/config/h200.yaml with max_num_seqs 512 against A/B's 256: raw vLLM, then the command with it
+#   G  (issue 25, a fresh machine) install; dummy Qwen2-Audio-7B; the 1650-file corpus while two warm-up
+#      engines run (raw vLLM on 20 files, twice: a machine's first two engines start slower); then the
+#      README command (label default)
+#   H  raw vLLM on the same segments, then the command with vllm.front_end_nice 0 (what the front end's
+#      lower priority is worth), the report
+#   K  the README command with vLLM's engine core SIGKILLed at 80 s, then with the engine server
+#      SIGKILLed at 80 s (gpu_e2e.py fault: faults.jsonl)
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -30,6 +37,12 @@ pkill -f asr_distill.asr.engine_server 2>/dev/null
 seqs512() {  # config $1 with max_num_seqs 512, written to $2
   python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
 c['inference']['vllm']['max_num_seqs'] = 512; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" "$1" "$2"
+}
+warm_q2a() {  # an engine on 20 files, as raw vLLM
+  head -20 /tmp/corpus-warm/index.jsonl > /tmp/warm.jsonl
+  timeout "$1" python3 benchmarks/gpu_e2e.py raw --index /tmp/warm.jsonl --model /tmp/q2a --raw-label "$2" \
+    > "$OUT/$2.log" 2>&1
+  echo "$2 rc=$? at $(( $(date +%s) - t0 )) s"
 }
 q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
   # pay that on 20 files, so the measured sides both start on warm caches; then the README command
@@ -118,6 +131,44 @@ F)
     --teacher /tmp/h200-512.yaml --label h200 --raw-label h200
   keep h200
   python3 benchmarks/gpu_e2e.py report
+  ;;
+G)
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  warm_q2a 300 warmup1
+  warm_q2a 120 warmup2
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
+    --raw-label q2a
+  keep default
+  ;;
+H)
+  timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
+    > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  python3 benchmarks/gpu_e2e.py report
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c['inference']['vllm']['front_end_nice'] = 0; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/nice0.yaml
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --teacher /tmp/nice0.yaml --label nice0 --raw-label q2a
+  keep nice0
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+K)
+  for target in core server; do  # each about 150 s undisturbed + a warm engine start (~40 s)
+    limit=$([ $target = core ] && echo 290 || left)
+    timeout "$limit" python3 benchmarks/gpu_e2e.py fault --target $target --kill-at 80 \
+      --index /tmp/corpus/index.jsonl --model /tmp/q2a --label "kill-$target" --raw-label q2a
+    keep "kill-$target"
+  done
   ;;
 esac
 echo "step $step done in $(( $(date +%s) - t0 )) s"

@@ -228,3 +228,23 @@ def test_a_local_model_directory_says_its_family(tmp_path):
     assert family_for(str(teacher), None).name == "qwen3-omni"
     assert family_for(str(tmp_path / "missing"), None).name == "qwen2-audio"
     assert family_for(str(teacher), "whisper").name == "whisper"  # the config's word wins
+
+
+def test_a_dead_vllm_engine_is_read_from_its_multiprocess_client():
+    """vllm_engine.engine_error reads LLMEngine.engine_core (SyncMPClient) as vLLM 0.26 builds it:
+    resources.engine_manager.processes (multiprocessing processes) and resources.engine_dead."""
+    from types import SimpleNamespace
+
+    from asr_distill.asr import vllm_engine
+
+    core = SimpleNamespace(pid=4242, name="EngineCore_DP0", exitcode=None)
+    resources = SimpleNamespace(engine_dead=False, engine_manager=SimpleNamespace(processes=[core]))
+    engine = SimpleNamespace(engine_core=SimpleNamespace(resources=resources))
+    assert vllm_engine.engine_error(engine) is None
+    core.exitcode = -9
+    assert vllm_engine.engine_error(engine) == "vLLM's engine core process 4242 (EngineCore_DP0) was killed by signal 9"
+    core.exitcode = 1
+    assert "exited with status 1" in vllm_engine.engine_error(engine)
+    core.exitcode, resources.engine_dead = None, True
+    assert vllm_engine.engine_error(engine) == "vLLM reported its engine core dead"
+    assert vllm_engine.engine_error(SimpleNamespace()) is None  # another shape: the stall watchdog remains
