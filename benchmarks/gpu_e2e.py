@@ -248,6 +248,11 @@ def fault(args, extra: list[str]) -> None:
 
     def kill(t0: float, engines: Path) -> None:
         time.sleep(max(0.0, t0 + args.kill_at - time.time()))
+        while args.kill_after_ready is not None:  # or that long after the engine was ready
+            ready = _server_stats(engines).get("ready_at")
+            if ready and time.time() >= ready + args.kill_after_ready:
+                break
+            time.sleep(0.1)
         server = _server_stats(engines).get("pid")
         victim = _engine_core(server) if args.target == "core" else server
         os.kill(victim, 9)
@@ -367,6 +372,8 @@ def main() -> None:
     ap.add_argument("--fake", action="store_true")
     ap.add_argument("--target", choices=["core", "server"], default="core", help="fault: what is killed")
     ap.add_argument("--kill-at", type=float, default=80.0, help="fault: seconds into the run")
+    ap.add_argument("--kill-after-ready", type=float, default=None,
+                    help="fault: seconds after the engine was ready (on a cold machine, instead of --kill-at)")
     ap.add_argument("--undisturbed", default="default", help="fault: the e2e label it is compared with")
     args = ap.parse_args(argv)
     {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "fault": lambda: fault(args, extra),

@@ -170,5 +170,21 @@ K)
     keep "kill-$target"
   done
   ;;
+KQ)  # K for a session short of time, on a fresh machine: 300 files, the first engine cold, so the kill
+  # comes 30 s after the engine was ready (80 s into a warm run is about that); then an undisturbed run
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 300 --workers 15 \
+    > "$OUT/corpus.log" 2>&1
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  for target in core server; do
+    limit=$([ $target = core ] && echo 300 || echo 170)
+    timeout "$limit" python3 benchmarks/gpu_e2e.py fault --target $target --kill-at 0 --kill-after-ready 30 \
+      --undisturbed default300 --index /tmp/corpus/index.jsonl --model /tmp/q2a --label "kill-$target"
+    keep "kill-$target"
+  done
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default300
+  keep default300
+  ;;
 esac
 echo "step $step done in $(( $(date +%s) - t0 )) s"

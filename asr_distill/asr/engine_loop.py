@@ -143,18 +143,19 @@ class EngineLoop:
                 continue
             with self._lock:
                 self._pending[request_id] = future
+            self._progress_at = time.monotonic()  # taking requests is progress (vLLM's input processing)
 
     def run(self, engine) -> None:
         """Until stop(), or the engine's death (every request held or queued then fails with
         EngineDiedError). A step that never returns is left to the watchdog."""
+        self._progress_at = time.monotonic()  # requests queued while the engine started have waited, not stalled
         threading.Thread(target=self._watch, args=(engine,), name="vllm-engine-watch", daemon=True).start()
         while not self._stop.is_set() and self.died is None:
-            idle = not self._pending
-            self._take_queued(engine, block=idle)
+            if not self._pending:
+                self._progress_at = time.monotonic()
+            self._take_queued(engine, block=not self._pending)
             if not self._pending or self.died is not None:
                 continue
-            if idle:
-                self._progress_at = time.monotonic()
             try:
                 outputs = engine.step()
             except Exception as err:  # noqa: BLE001 - the engine is gone: every waiting caller hears it
