@@ -248,3 +248,22 @@ def test_a_dead_vllm_engine_is_read_from_its_multiprocess_client():
     core.exitcode, resources.engine_dead = None, True
     assert vllm_engine.engine_error(engine) == "vLLM reported its engine core dead"
     assert vllm_engine.engine_error(SimpleNamespace()) is None  # another shape: the stall watchdog remains
+
+
+def test_requests_queued_while_the_engine_starts_are_not_a_stall():
+    """Workers queue requests during a minute-long engine start; when the loop starts they are work to
+    take, not an engine that stopped moving (on an H200 that mistake killed three engines in a row)."""
+    import time
+
+    import fake_vllm
+    from asr_distill.asr.engine_loop import EngineLoop, EngineOutput
+
+    b, _ = backend()
+    loop = EngineLoop(fake_vllm.sampling_params, fake_vllm.engine_error, stall_s=0.5)
+    futures = [loop.submit(f"r{i}", b.request(seg(i, 2.0)), b.sampling_kwargs(seg(i, 2.0))) for i in range(300)]
+    time.sleep(1.0)  # longer than stall_s, before the engine runs
+    threading.Thread(target=loop.run, args=(fake_vllm.start_engine({}),), daemon=True).start()
+    outputs = [f.result(timeout=30) for f in futures]
+    assert loop.died is None and all(isinstance(o, EngineOutput) for o in outputs)
+    assert [o.text.split()[-4] for o in outputs[:3]] == ["0", "1", "2"]
+    loop.stop()
