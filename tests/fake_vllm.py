@@ -21,6 +21,7 @@ step, default 0.001), FAKE_VLLM_MAX_AUDIO_S (longer requests are refused as too 
 FAKE_VLLM_FAIL_AT_STEP (every engine raises at that step: an engine that keeps dying),
 FAKE_VLLM_STALL_AT_STEP (the core stops answering at that step, alive: a stalled engine),
 FAKE_VLLM_EXIT_AT_STEP (the core process exits at that step: a crashed engine core),
+FAKE_VLLM_ADD_S (seconds per add_request: vLLM's input processing, the audio features),
 FAKE_VLLM_FAULT_ONCE (a file path: the stall or exit happens in the first engine only, which creates
 the file), FAKE_VLLM_START_ERROR (start_engine raises with that message), FAKE_VLLM_START_S
 (start_engine takes that long, as a big model's does).
@@ -117,6 +118,7 @@ class FakeLLMEngine:
         self.max_num_seqs = int(args.get("max_num_seqs", 256))
         self.max_audio_s = float(os.environ.get("FAKE_VLLM_MAX_AUDIO_S", MAX_AUDIO_S))
         self.fail_at = int(os.environ.get("FAKE_VLLM_FAIL_AT_STEP", "0"))
+        self.add_s = float(os.environ.get("FAKE_VLLM_ADD_S", "0"))
         self.devices = os.environ.get("CUDA_VISIBLE_DEVICES")
         self.max_running = 0
         self.steps = 0
@@ -155,6 +157,7 @@ class FakeLLMEngine:
         if self.dead:
             raise EngineDeadError("EngineCore encountered an issue. See stack trace (above) for the root cause.")
         self.thread = threading.current_thread().name
+        time.sleep(self.add_s)
         audio, rate = _audio_of(prompt)
         duration = len(audio) / rate
         if duration > min(self.max_audio_s, MAX_AUDIO_S):

@@ -250,10 +250,12 @@ def test_a_dead_vllm_engine_is_read_from_its_multiprocess_client():
     assert vllm_engine.engine_error(SimpleNamespace()) is None  # another shape: the stall watchdog remains
 
 
-def test_requests_queued_while_the_engine_starts_are_not_a_stall():
+def test_requests_queued_while_the_engine_starts_are_not_a_stall(monkeypatch):
     """Workers queue requests during a minute-long engine start; when the loop starts they are work to
     take, not an engine that stopped moving (on an H200 that mistake killed three engines in a row)."""
     import time
+
+    monkeypatch.setenv("FAKE_VLLM_ADD_S", "0.005")  # taking 256 requests: 1.3 s of input processing
 
     import fake_vllm
     from asr_distill.asr.engine_loop import EngineLoop, EngineOutput
