@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from asr_distill.config import load_config
 from asr_distill.redact import redact
 from beam_pipeline.options import DistillOptions
-from beam_pipeline.pipeline import UsageError, finish_work, start_work, use_oss_settings
+from beam_pipeline.pipeline import UsageError, absolute_local, finish_work, start_work, use_oss_settings
 from beam_pipeline.run_record import counter_value, counters, write_json
 from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
@@ -82,6 +82,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     shard_mb = options.view_as(PackOptions).shard_mb
     if not opts.input_index or not opts.output:
         raise UsageError("both --input_index and --output are required")
+    opts.input_index, opts.output = absolute_local(opts.input_index), absolute_local(opts.output)
     if shard_mb < 1:
         raise UsageError("--shard_mb must be at least 1")
     cfg = load_config(opts.config)

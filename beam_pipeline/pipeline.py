@@ -226,7 +226,16 @@ def split_args(argv) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     DistillOptions._add_argparse_args(parser)
     opts, rest = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    opts.input_index, opts.output = absolute_local(opts.input_index), absolute_local(opts.output)
     return opts, rest
+
+
+def absolute_local(path: Optional[str]) -> Optional[str]:
+    """A local path made absolute: SDK workers of a portable runner (EXTERNAL, DOCKER) have their own
+    working directory, where a relative index matched nothing (a job of 0 rows, no error)."""
+    if not path or FileSystems.get_scheme(path):
+        return path
+    return os.path.abspath(path)
 
 
 def _local_cores() -> int:

@@ -63,11 +63,13 @@ def test_portable_runner_with_external_workers_matches_direct(tmp_path, long_for
     run([f"--input_index={index}", f"--output={direct}"], test_pipeline=BeamTestPipeline())
 
     portable = tmp_path / "portable"
+    # Relative paths, from a directory that is not the workers' (a relative index once read 0 rows there)
     proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={portable}",
-         "--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=EXTERNAL",
-         f"--environment_config={worker_pool}"],
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, "-m", "beam_pipeline", f"--input_index={tmp_path.name}/{index.name}",
+         f"--output={tmp_path.name}/portable", "--runner=PortableRunner", "--job_endpoint=embed",
+         "--environment_type=EXTERNAL", f"--environment_config={worker_pool}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     want, got = _records(direct), _records(portable)
