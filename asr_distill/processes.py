@@ -70,3 +70,13 @@ def process_group(pgid: int) -> list[int]:
             if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
                 members.append(int(entry.name))
     return members
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot), telling it from a later process given the same
+    pid; None when there is no such process or it is a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])

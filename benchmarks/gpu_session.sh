@@ -38,9 +38,8 @@ seqs512() {  # config $1 with max_num_seqs 512, written to $2
   python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
 c['inference']['vllm']['max_num_seqs'] = 512; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" "$1" "$2"
 }
-warm_q2a() {  # an engine on 20 files, as raw vLLM
-  head -20 /tmp/corpus-warm/index.jsonl > /tmp/warm.jsonl
-  timeout "$1" python3 benchmarks/gpu_e2e.py raw --index /tmp/warm.jsonl --model /tmp/q2a --raw-label "$2" \
+warm_q2a() {  # an engine on 20 files, as raw vLLM (an index's relative uris are read beside it)
+  timeout "$1" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a --raw-label "$2" \
     > "$OUT/$2.log" 2>&1
   echo "$2 rc=$? at $(( $(date +%s) - t0 )) s"
 }

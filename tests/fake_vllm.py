@@ -8,7 +8,8 @@ describing the audio it was sent, so tests can tell which segment an answer belo
 "loop" (a repetitive, truncated answer).
 
 Shaped like vLLM 0.26: the engine the backend holds is a front end; the scheduling and "model" run in
-an engine core child process, reached over a pipe. A reader thread hands the core's outputs to
+an engine core child process, reached over a pipe, and forked as vLLM's is by default
+(VLLM_WORKER_MULTIPROC_METHOD=fork): the core holds copies of every descriptor its parent had open. A reader thread hands the core's outputs to
 `step()` through a queue, and a monitor thread watches the core: when it dies, the engine is marked
 dead and the reader stops without a word, so a `step()` in progress waits forever, exactly as vLLM's
 SyncMPClient does when its EngineCore is killed. `engine_error` reads the dead flag and the core's
@@ -126,7 +127,7 @@ class FakeLLMEngine:
         self.unfinished: set[str] = set()
         self.thread = None
         self.dead = False
-        ctx = multiprocessing.get_context("spawn")
+        ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         self.core = ctx.Process(target=_core, name="EngineCore_DP0", daemon=True, args=(
             child, self.max_num_seqs, float(os.environ.get("FAKE_VLLM_STEP_S", "0.001")),
@@ -192,6 +193,8 @@ def sampling_params(**kwargs):
 
 
 def engine_error(engine: FakeLLMEngine):
+    if engine.dead:
+        engine.core.join(1)  # the monitor saw the core's end: its exit code is a moment away
     code = engine.core.exitcode
     if code is not None:
         return f"engine core process {engine.core.pid} ended ({code})"

@@ -106,10 +106,10 @@ def _kill_mid_run(job, engine_env, target) -> tuple[int, int]:
 
 
 def _engine_core(server_pid: int):
-    """The engine core process under a server: the double's multiprocessing child (not its resource
-    tracker), as vLLM's EngineCore is."""
+    """The engine core process under a server: the double's forked child, as vLLM's EngineCore is."""
+    server = Path(f"/proc/{server_pid}/cmdline").read_bytes()
     for pid in children_by_parent().get(server_pid, []):
-        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if Path(f"/proc/{pid}/cmdline").read_bytes() == server:
             return pid
     return None
 
@@ -130,7 +130,12 @@ def _assert_completed_after_restart(job, out, n_files: int) -> dict:
 
 def test_an_engine_server_killed_mid_run_is_restarted_and_nothing_is_lost(tmp_path, engine_env, long_forms,
                                                                           monkeypatch):
+    """The server SIGKILLed, its engine core orphaned. vLLM forks its core late in a long start, after
+    the workers connected (on an H200, 27 s after the server's start): the orphan then holds copies
+    of their connections, so they never read an end of file (that hung the README command on an H200
+    until its time ran out). They must see the server's process gone instead."""
     monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")  # a 20 s segment takes about a second
+    monkeypatch.setenv("FAKE_VLLM_START_S", "15")  # the core is forked after the clients connected
     index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
     out = tmp_path / "o"
     job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}", wait=False)

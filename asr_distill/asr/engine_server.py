@@ -12,9 +12,11 @@ How an engine dies, and what happens then: its engine core process is killed or 
 in a step, or it holds requests and makes no progress for `vllm.stall_s` (the loop's watchdog,
 `engine_loop`, sees each within a second or `stall_s`); the server then drops its socket, answers
 every request it held as died, kills its process group (vLLM's engine core with it, so the GPU is
-free) and exits. A server that is itself killed leaves its clients' connections closed, and maybe
-its engine core orphaned: the client that starts the next server first kills what is left of the
-old one's process group.
+free) and exits. A server that is itself killed may leave its engine core orphaned, and vLLM forks
+that core (its default), so the core holds copies of the server's sockets: the clients never read
+an end of file. So each client watches the server's process itself (the pid behind its socket,
+SO_PEERCRED), and the client that starts the next server first kills what is left of the old one's
+process group.
 
 Wire: a Unix socket per engine in `engine_dir()` (`ASR_DISTILL_ENGINE_DIR`, private to the user), with
 `multiprocessing.connection` messages. Starting is serialised by a file lock, so one server per engine
@@ -35,6 +37,8 @@ import json
 import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -47,7 +51,7 @@ from typing import Optional, Sequence
 
 from asr_distill.asr.engine_loop import EngineDiedError, EngineFailedError, EngineLoop, engine_args
 from asr_distill.asr.vllm_engine import ENGINE_MODULE_ENV, engine_module
-from asr_distill.processes import alive, process_group
+from asr_distill.processes import alive, process_group, start_time
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ _CONNECT_TIMEOUT_S = 120.0  # the server binds its socket before it imports vLLM
 _OLD_SERVER_EXIT_S = 120.0  # a dying server frees its GPU memory before the next one starts
 _RECENT_FAILURE_S = 60.0  # a server that failed to start is not started again by every process
 _OLD_GROUP_EXIT_S = 30.0  # SIGKILLed leftovers of a dead server (its engine core) are gone in far less
+_HELLO_TIMEOUT_S = 30.0
+_WATCH_S = 0.25  # how often a client waiting on its server asks whether the server process lives
 
 
 class EngineStoppedError(EngineDiedError):
@@ -324,6 +330,25 @@ class EngineServer:
 # ---------------------------------------------------------------------------------------- client side
 
 
+@dataclass(frozen=True)
+class _Peer:
+    """The process listening behind a connected Unix socket: the server, even when a process it
+    forked holds a copy of that socket."""
+
+    pid: int
+    started: Optional[int]
+
+    @classmethod
+    def of(cls, conn: Connection) -> "_Peer":
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid = struct.unpack("3i", creds)[0]
+        return cls(pid, start_time(pid))
+
+    def alive(self) -> bool:
+        return self.started is not None and start_time(self.pid) == self.started
+
+
 def _server_pid(spec: EngineSpec) -> Optional[int]:
     try:
         return int(spec.path("pid").read_text())
@@ -336,10 +361,13 @@ def _try_connect(spec: EngineSpec) -> Optional[tuple[Connection, dict]]:
         conn = Client(str(spec.path("sock")), family="AF_UNIX")
     except (FileNotFoundError, ConnectionRefusedError):
         return None
+    server = _Peer.of(conn)
+    deadline = time.monotonic() + _HELLO_TIMEOUT_S
     try:
-        if not conn.poll(30):
-            conn.close()
-            return None
+        while not conn.poll(_WATCH_S):  # a dead server's socket may be held by its orphaned engine core
+            if not server.alive() or time.monotonic() > deadline:
+                conn.close()
+                return None
         kind, hello = conn.recv()
     except (EOFError, OSError):  # a dying server's socket took the connection and went away before its hello
         conn.close()
@@ -446,6 +474,7 @@ class EngineClient:
         self.spec = spec
         self._conn, hello, self.started, self.restarted = connect_or_start(spec)
         self.server_pid = hello["pid"]
+        self._server = _Peer.of(self._conn)
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
         self.gone: Optional[BaseException] = None
@@ -486,6 +515,10 @@ class EngineClient:
     def _read(self) -> None:
         while True:
             try:
+                if not self._conn.poll(_WATCH_S):
+                    if self._server.alive():
+                        continue
+                    raise EOFError("the server process is gone")  # its socket may live on in its orphans
                 message = self._conn.recv()
             except (EOFError, OSError):
                 self._fail_all(EngineDiedError(f"the engine server {self.spec.name} (pid {self.server_pid}) "
