@@ -14,8 +14,10 @@ Everything lives under .cache/ (git-ignored; ASR_DISTILL_CLUSTER_CACHE moves it)
 
 The Flink session cluster is a JobManager (StandaloneSessionClusterEntrypoint) and a TaskManager
 (TaskManagerRunner), each its own JVM with the memory options Flink's own scripts would compute
-(BashJavaUtils), REST on localhost:8081, and a Beam worker pool on localhost:50000 for the EXTERNAL
-environment (as the Kubernetes sidecar; the Spark cluster's is on 50001). The Spark cluster is a standalone Master (spark://localhost:7077,
+(BashJavaUtils), REST on localhost:8081, a Beam worker pool on localhost:50000 for the EXTERNAL
+environment (as the Kubernetes sidecar; the Spark cluster's is on 50001), and Beam's job server for
+it on localhost:8099 (Spark's: 8199), as launch/flink and launch/spark run one beside the cluster:
+`--job_endpoint=localhost:8099` sends a job there instead of starting a job-server JVM per job. The Spark cluster is a standalone Master (spark://localhost:7077,
 UI 8080) and one Worker, started through pyspark's bin/spark-class. `*-down` stops every process it
 started and waits until they are gone.
 """
@@ -43,6 +45,7 @@ FLINK = "1.19.0"  # what Beam 2.62's Flink 1.19 runner is built against
 SPARK = "3.5.5"  # a Spark 3 release with Python 3.11 wheels' era; Beam's Spark 3 runner runs on 3.2+
 FLINK_REST = 8081
 WORKER_POOLS = {"flink": 50000, "spark": 50001}  # Beam worker pools (EXTERNAL environment), one per cluster
+JOB_SERVERS = {"flink": 8099, "spark": 8199}  # Beam job servers (job port; artifact and expansion: +1, +2)
 SPARK_MASTER, SPARK_UI, SPARK_WORKER_UI = 7077, 8080, 8082
 
 
@@ -213,7 +216,8 @@ taskmanager.memory.process.size: 2048m
 restart-strategy.type: fixed-delay
 restart-strategy.fixed-delay.attempts: 3
 restart-strategy.fixed-delay.delay: 2 s
-heartbeat.timeout: 20000
+heartbeat.interval: 2000
+heartbeat.timeout: 8000
 io.tmp.dirs: {tmp}
 web.submit.enable: false
 """
@@ -228,6 +232,29 @@ appender.main.fileName = ${sys:log.file}
 appender.main.layout.type = PatternLayout
 appender.main.layout.pattern = %d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n
 """
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("localhost", port)) == 0
+
+
+def job_server_up(name: str) -> None:
+    """Beam's job server for the cluster, running: jobs sent to localhost:JOB_SERVERS[name] skip the
+    job-server JVM start (~17 s) that `--runner=FlinkRunner` alone pays on every job."""
+    jar, port, state = build_job_server(name), JOB_SERVERS[name], _state(name)
+    master = (["--flink-master", f"localhost:{FLINK_REST}"] if name == "flink"
+              else ["--spark-master-url", f"spark://localhost:{SPARK_MASTER}"])
+    jvm = []
+    if name == "spark":  # what Beam's SparkRunner passes its own job server (Spark on Java 17)
+        from apache_beam.runners.portability.spark_runner import SPARK_JAR_JOB_SERVER_JVM_ARGS as jvm
+    pid = _start(name, "job_server", [_need_java(), *jvm, "-jar", str(jar), *master,
+                                      "--artifacts-dir", str(state / "artifacts"), "--job-port", str(port),
+                                      "--artifact-port", str(port + 1), "--expansion-port", str(port + 2)])
+    _wait(f"Beam's {name} job server", lambda: _listening(port), pids=[pid],
+          log=state / "log" / "job_server.out")
 
 
 def _flink_jvm(home: Path, conf: Path, which: str) -> tuple[list, list]:
@@ -282,8 +309,9 @@ def flink_up(slots: int = 2) -> None:
           log=state / "log" / "jobmanager.out")
     flink_taskmanager()
     worker_pool_up("flink")
+    job_server_up("flink")
     print(f"flink {FLINK}: JobManager and TaskManager ({slots} slots) up, REST http://localhost:{FLINK_REST}; "
-          f"Beam worker pool on localhost:{WORKER_POOLS['flink']}")
+          f"Beam worker pool on localhost:{WORKER_POOLS['flink']}, job server on localhost:{JOB_SERVERS['flink']}")
 
 
 def worker_pool_up(name: str) -> None:
@@ -293,12 +321,7 @@ def worker_pool_up(name: str) -> None:
     port = WORKER_POOLS[name]
     pid = _start(name, "worker_pool", [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
                                        f"--service_port={port}"], env=env)
-
-    def listening():
-        import socket
-        with socket.socket() as s:
-            return s.connect_ex(("localhost", port)) == 0
-    _wait("Beam worker pool", listening, pids=[pid], log=_state(name) / "log" / "worker_pool.out")
+    _wait("Beam worker pool", lambda: _listening(port), pids=[pid], log=_state(name) / "log" / "worker_pool.out")
 
 
 # ------------------------------------------------------------------------------------------ Spark
@@ -323,8 +346,10 @@ def spark_up(cores: int = 2) -> None:
     _wait("Spark worker", lambda: (_http_json(f"http://localhost:{SPARK_UI}/json/") or {}).get("aliveworkers"),
           pids=[master, worker], log=state / "log" / "worker.out")
     worker_pool_up("spark")
+    job_server_up("spark")
     print(f"spark {SPARK}: master spark://localhost:{SPARK_MASTER} (UI http://localhost:{SPARK_UI}) and one worker "
-          f"({cores} cores) up; Beam worker pool on localhost:{WORKER_POOLS['spark']}")
+          f"({cores} cores) up; Beam worker pool on localhost:{WORKER_POOLS['spark']}, job server on "
+          f"localhost:{JOB_SERVERS['spark']}")
 
 
 def status() -> None:
