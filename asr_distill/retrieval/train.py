@@ -1,0 +1,249 @@
+"""Train the term retriever: `python -m asr_distill.retrieval.train --config launch/config/retriever.yaml
+[--resume]`, the same under `torchrun --nproc-per-node=N` (DDP: gloo on CPU, NCCL on GPUs).
+
+First the untrained model is evaluated (metrics.jsonl's epoch 0). Every epoch: the training chunks once (each process its share, shuffled by epoch), a step skipped on
+every process when any has a loss that is not finite or a batch it could not read (counted); then
+rank 0 evaluates against the whole glossary (evaluate.py), and Recall@10 drives ReduceLROnPlateau and
+early stopping (`patience`). Checkpoints (trainable weights only: LoRA, heads, logit scale; with the
+optimizer, scheduler, epoch, step and RNG state) go to output_dir: `last.pt` every epoch, `best.pt`
+on a better Recall@10, `epoch-N.pt` every `checkpoint_every` epochs, `final.pt` at the end (the best
+weights). `--resume` continues from `last.pt` after any stop, a SIGKILL included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from asr_distill.config import ConfigError
+from asr_distill.glossary import Glossary, GlossaryError
+from asr_distill.retrieval import data as rdata
+from asr_distill.retrieval.config import RetrieverConfig, load_retriever_config
+from asr_distill.retrieval.evaluate import embed_chunks, evaluate, glossary_embeddings, summary_line
+from asr_distill.retrieval.loss import retriever_loss
+from asr_distill.retrieval.model import build
+
+log = logging.getLogger("asr_distill.retrieval")
+
+
+def _setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world, device
+
+
+def _any(flag: bool, world: int, device) -> bool:
+    """True on every process when it is true on any."""
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return bool(t.item())
+
+
+def _broadcast(value: float, world: int, device) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
+
+
+class Trainer:
+    def __init__(self, cfg: RetrieverConfig, resume: bool):
+        self.cfg = cfg
+        self.rank, self.world, self.device = _setup_distributed()
+        torch.manual_seed(cfg.train.seed)
+        random.seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+        self.out = Path(cfg.train.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.glossary = Glossary.load(cfg.data.glossary)
+        self.train_set = rdata.ChunkSet(cfg.data.train_chunks, self.glossary)
+        self.test_set = rdata.ChunkSet(cfg.data.test_chunks, self.glossary)
+        if len(self.train_set) < cfg.data.batch_size * self.world:
+            raise ConfigError(f"{len(self.train_set)} usable training chunks is less than one global batch "
+                              f"({cfg.data.batch_size} x {self.world} processes)")
+        self.model, text = build(cfg.model, self.device)
+        # the text tower is frozen: its embeddings of every term and transcript, once
+        self.term_base = text.embed(list(self.glossary.terms)).to(self.device)
+        texts = sorted({c.text for c in self.train_set.chunks})
+        self.text_ids = {t: i for i, t in enumerate(texts)}
+        self.text_base = text.embed(texts).to(self.device)
+        del text
+        self.amp = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and self.device.type == "cuda")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=cfg.train.plateau_factor, patience=cfg.train.plateau_patience)
+        self.ddp = self.model
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.epoch, self.step, self.best, self.bad_epochs, self.skipped_steps = 0, 0, -1.0, 0, 0
+        if resume and (self.out / "last.pt").exists():
+            self._load(self.out / "last.pt")
+
+    # -- checkpoints
+
+    def _state(self) -> dict:
+        return {"model": self.model.trainable_state(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "epoch": self.epoch, "step": self.step,
+                "best": self.best, "bad_epochs": self.bad_epochs, "skipped_steps": self.skipped_steps,
+                "torch_rng": torch.get_rng_state(), "config": self.cfg.model_dump(mode="json")}
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        missing = set(self.model.trainable_state()) - set(state["model"])
+        if missing:
+            raise ConfigError(f"{path} does not fit this model (missing {sorted(missing)[:3]}...)")
+        self.model.load_state_dict(state["model"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.step, self.best = state["epoch"], state["step"], state["best"]
+        self.bad_epochs, self.skipped_steps = state["bad_epochs"], state["skipped_steps"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.rank == 0:
+            log.info("resumed from %s: epoch %d done, step %d, best Recall@10 %.4f", path, self.epoch,
+                     self.step, self.best)
+
+    # -- one epoch
+
+    def _batch_tensors(self, batch) -> tuple:
+        chunks = [self.train_set.chunks[i] for i in batch["index"].tolist()]
+        term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
+        text_ids = torch.tensor([self.text_ids[c.text] for c in chunks], device=self.device)
+        return term_ids, text_ids
+
+    def train_epoch(self) -> dict:
+        cfg = self.cfg
+        dataset = rdata.ChunkDataset(self.train_set.chunks, cfg.data.max_chunk_s)
+        batches = rdata.loader(dataset, cfg.data.batch_size, cfg.data.num_workers, shuffle=True,
+                               seed=cfg.train.seed, rank=self.rank, world=self.world, epoch=self.epoch)
+        sums: dict = {}
+        steps = 0
+        for batch in batches:
+            short = batch is None or len(batch["index"]) < cfg.data.batch_size
+            if _any(short, self.world, self.device):
+                self.skipped_steps += 1  # an unreadable chunk somewhere: every process skips the step
+                continue
+            term_ids, text_ids = self._batch_tensors(batch)
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+            with autocast:
+                audio, terms, texts, glossary = self.ddp(
+                    batch["mel"].to(self.device, non_blocking=True), batch["frames"].to(self.device),
+                    self.term_base[term_ids.clamp(min=0)], self.text_base[text_ids], self.term_base)
+                loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary)
+            if _any(not math.isfinite(sum(loss.parts.values())), self.world, self.device):
+                self.skipped_steps += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.total.backward()
+            self.optimizer.step()
+            self.step += 1
+            steps += 1
+            for k, v in loss.parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+        return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
+
+    def evaluate(self) -> dict:
+        cfg = self.cfg
+        dataset = rdata.ChunkDataset(self.test_set.chunks, cfg.data.max_chunk_s)
+        batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                                              collate_fn=rdata.collate)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+        with autocast:
+            audio, order = embed_chunks(self.model, batches, self.device)
+            glossary = glossary_embeddings(self.model, self.term_base)
+        chunks = [self.test_set.chunks[i] for i in order.tolist()]
+        term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
+        return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
+                        cfg.train.no_term_threshold, cfg.train.eval_batch_size)
+
+    def _log_epoch(self, trained: dict, metrics: dict, seconds: float) -> None:
+        line = {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
+                "skipped_steps": self.skipped_steps, **metrics, "epoch_s": round(seconds, 2),
+                "skipped_records": {"train": dict(self.train_set.skipped), "test": dict(self.test_set.skipped)}}
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        log.info("epoch %d: %s", self.epoch, summary_line(metrics))
+
+    def run(self) -> dict:
+        cfg, metrics = self.cfg.train, {}
+        if self.rank == 0:
+            log.info("%d training chunks (%d skipped), %d test chunks (%d skipped), %d glossary terms, %d process(es)",
+                     len(self.train_set), sum(self.train_set.skipped.values()), len(self.test_set),
+                     sum(self.test_set.skipped.values()), len(self.glossary), self.world)
+        if self.epoch == 0 and self.rank == 0:  # the untrained model's line: what training is measured against
+            self._log_epoch({"steps": 0}, self.evaluate(), 0.0)
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+            t0 = time.time()
+            trained = self.train_epoch()
+            self.epoch += 1
+            metrics = self.evaluate() if self.rank == 0 else {}
+            r10 = _broadcast(metrics.get("recall@10") or 0.0 if self.rank == 0 else 0.0, self.world, self.device)
+            self.scheduler.step(r10)
+            better = r10 > self.best
+            self.best, self.bad_epochs = (r10, 0) if better else (self.best, self.bad_epochs + 1)
+            if self.rank == 0:
+                self._log_epoch(trained, metrics, time.time() - t0)
+                state = self._state()
+                if better:
+                    _save(self.out / "best.pt", state)
+                if self.epoch % cfg.checkpoint_every == 0:
+                    _save(self.out / f"epoch-{self.epoch}.pt", state)
+                _save(self.out / "last.pt", state)  # last: what --resume reads
+            if self.world > 1:
+                dist.barrier()
+        if self.rank == 0:
+            best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=False)
+            _save(self.out / "final.pt", {"model": best["model"], "epoch": best["epoch"], "best": self.best,
+                                          "config": best["config"]})
+            log.info("done after %d epochs: best Recall@10 %.4f (final.pt)", self.epoch, self.best)
+        return metrics
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asr_distill.retrieval.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="retriever YAML (launch/config/retriever.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from output_dir/last.pt when it exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_retriever_config(args.config)
+        trainer = Trainer(cfg, args.resume)
+    except (ConfigError, GlossaryError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    trainer.run()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
