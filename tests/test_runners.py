@@ -6,7 +6,7 @@ Same records as DirectRunner on every engine and environment; a rerun with --res
 TaskManager or an SDK worker killed mid-job loses no record and writes none twice (the job restarted by
 Flink finishes, or it fails loudly and --resume finishes it).
 
-The clusters start once per test session, with Beam's job servers beside them (what `make flink-up`
+The clusters start once per test session (per file), with Beam's job servers beside them (what `make flink-up`
 runs); most jobs go to those (`--job_endpoint`), and the card's plain command, which starts its own
 job-server JVM, runs too (flink-loopback). Under `pytest -n`
 every test of this file runs on one worker, beside the rest of the suite (conftest's scheduler)."""
@@ -50,12 +50,14 @@ def _cluster(name: str, up):
     assert not [p for p in pids if alive(p)], f"a {name} cluster process outlived {name}-down"
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: a cluster goes down as soon as its worker moves on to other files (its JVMs no longer
+# take CPU from them); the tests of one cluster run one after another (conftest's scheduler).
+@pytest.fixture(scope="module")
 def flink():
     yield from _cluster("flink", local_cluster.flink_up)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark():
     yield from _cluster("spark", local_cluster.spark_up)
 
