@@ -497,9 +497,10 @@ class EngineClient:
             self._futures[request_id] = future
             try:
                 self._conn.send(("generate", request_id, prompt, sampling))
-            except (OSError, ValueError) as err:
-                self._futures.pop(request_id)
-                future.set_exception(EngineDiedError(f"engine server {self.spec.name} went away: {err}"))
+            except (OSError, ValueError):
+                # The server is gone (a broken pipe). The reader is about to find it so, after reading
+                # what the server said before it went (why it died): it fails this request with that.
+                pass
         return future
 
     def _resolve(self, request_id: str, result=None, error: Optional[BaseException] = None) -> None:
@@ -516,7 +517,7 @@ class EngineClient:
         while True:
             try:
                 if not self._conn.poll(_WATCH_S):
-                    if self._server.alive():
+                    if self._server.alive() or self._conn.poll(0):  # what it said before it went comes first
                         continue
                     raise EOFError("the server process is gone")  # its socket may live on in its orphans
                 message = self._conn.recv()
@@ -540,10 +541,10 @@ class EngineClient:
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
-            self.gone = self.gone or error
+            self.gone = self.gone or error  # the first cause heard (a died message) names the death
             futures, self._futures = self._futures, {}
         for future in futures.values():
-            future.set_exception(error)
+            future.set_exception(self.gone)
         try:
             self._conn.close()
         except OSError:

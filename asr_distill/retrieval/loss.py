@@ -117,7 +117,9 @@ def no_term_loss(audio: torch.Tensor, no_term: torch.Tensor, term_emb: torch.Ten
     """This process's share: no-term chunks pushed below `margin` cosine to every candidate term."""
     n = int(gather_ids(no_term.to(torch.int64)).sum())
     if n == 0 or term_emb.shape[0] == 0 or not bool(no_term.any()):
-        return audio.sum() * 0.0
+        # still through term_emb: it was gathered with gradients, and a process whose backward skipped
+        # the gather's own would leave the others waiting in theirs forever
+        return (audio.sum() + term_emb.sum()) * 0.0
     best = (audio[no_term] @ term_emb.T).max(dim=1).values
     return F.relu(best - margin).sum() / n
 
