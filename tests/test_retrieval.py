@@ -136,6 +136,19 @@ def test_duplicate_terms_are_not_each_others_negatives():
     assert parts["term"] < 1e-6
 
 
+def test_a_term_said_in_the_chunk_is_never_its_hard_negative():
+    """A chunk of terms 0 and 1 (its term: 0) that sounds most like 1: term 1 is not a negative."""
+    from asr_distill.retrieval.loss import hard_negative_loss
+    glossary = torch.eye(4)
+    audio = F.normalize(torch.tensor([[0.6, 0.8, 0.0, 0.0]]), dim=-1)
+    args = (audio, torch.tensor([0]), torch.tensor([True]), glossary, torch.tensor(10.0), 2)
+    with_1 = hard_negative_loss(*args)
+    without_1 = hard_negative_loss(*args, inside=torch.tensor([[0, 1]]))
+    # CE of [own 6.0] against negatives [8.0, 0.0] (term 1 and another), then against [0.0, 0.0]
+    assert abs(float(with_1) - float(torch.logsumexp(torch.tensor([6.0, 8.0, 0.0]), 0) - 6.0)) < 1e-4
+    assert abs(float(without_1) - float(torch.logsumexp(torch.tensor([6.0, 0.0, 0.0]), 0) - 6.0)) < 1e-4
+
+
 # -- data
 
 def _shard(tmp_path, seconds):

@@ -94,9 +94,10 @@ def info_nce(audio: torch.Tensor, cand: torch.Tensor, ids: torch.Tensor, valid: 
 
 
 def hard_negative_loss(audio: torch.Tensor, term_ids: torch.Tensor, valid: torch.Tensor, glossary_emb: torch.Tensor,
-                       scale: torch.Tensor, k: int, alt_of: Optional[torch.Tensor] = None) -> torch.Tensor:
+                       scale: torch.Tensor, k: int, inside: Optional[torch.Tensor] = None) -> torch.Tensor:
     """This process's share: each chunk's term against the k glossary terms the model ranks highest
-    for it (its own term left out), the negatives chosen without gradient, scored with it."""
+    for it (its own term and every other term said in it left out: `inside`, (b, t) glossary ids
+    padded with -1), the negatives chosen without gradient, scored with it."""
     _, world = _world()
     n_valid = int(gather_ids(valid.to(torch.int64)).sum())
     if n_valid == 0 or k == 0 or not bool(valid.any()):
@@ -106,6 +107,9 @@ def hard_negative_loss(audio: torch.Tensor, term_ids: torch.Tensor, valid: torch
     with torch.no_grad():
         scores = a @ glossary_emb.T
         scores[torch.arange(len(a)), own] = float("-inf")
+        if inside is not None and inside.numel():
+            said = inside[valid]
+            scores.scatter_(1, said.clamp(min=0), torch.where(said >= 0, float("-inf"), scores.gather(1, said.clamp(min=0))))
         negatives = scores.topk(min(k, glossary_emb.shape[0] - 1), dim=1).indices  # (n, k)
     cand = torch.cat([own[:, None], negatives], dim=1)
     logits = scale * torch.einsum("nd,nkd->nk", a, glossary_emb[cand])
@@ -126,9 +130,10 @@ def no_term_loss(audio: torch.Tensor, no_term: torch.Tensor, term_emb: torch.Ten
 
 def retriever_loss(cfg, audio: torch.Tensor, term_emb: torch.Tensor, term_ids: torch.Tensor,
                    text_emb: torch.Tensor, text_ids: torch.Tensor, scale: torch.Tensor,
-                   glossary_emb: Optional[torch.Tensor] = None) -> LossParts:
+                   glossary_emb: Optional[torch.Tensor] = None, inside: Optional[torch.Tensor] = None) -> LossParts:
     """The weighted loss of a LossConfig on one batch: audio (b, d), term_emb/text_emb (b, d) the
-    embedded term and text of each chunk (term_ids -1 for a no-term chunk), text_ids (b,)."""
+    embedded term and text of each chunk (term_ids -1 for a no-term chunk), text_ids (b,); inside
+    (b, t): the glossary ids of every term said in each chunk (-1 padded), never its hard negatives."""
     _, world = _world()
     has_term = term_ids >= 0
     parts = {
@@ -137,7 +142,7 @@ def retriever_loss(cfg, audio: torch.Tensor, term_emb: torch.Tensor, term_ids: t
     }
     if cfg.hard_negative_weight and cfg.hard_negatives and glossary_emb is not None:
         parts["hard_negative"] = cfg.hard_negative_weight * hard_negative_loss(
-            audio, term_ids.clamp(min=0), has_term, glossary_emb, scale, cfg.hard_negatives)
+            audio, term_ids.clamp(min=0), has_term, glossary_emb, scale, cfg.hard_negatives, inside)
     if cfg.no_term_weight:
         batch_terms = gather_with_grad(term_emb)[gather_ids(has_term.to(torch.int64)).bool()]
         parts["no_term"] = cfg.no_term_weight * no_term_loss(audio, ~has_term, batch_terms, cfg.no_term_margin)

@@ -136,7 +136,9 @@ class Trainer:
         chunks = [self.train_set.chunks[i] for i in batch["index"].tolist()]
         term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
         text_ids = torch.tensor([self.text_ids[c.text] for c in chunks], device=self.device)
-        return term_ids, text_ids
+        width = max(1, max(len(c.terms) for c in chunks))
+        inside = torch.tensor([list(c.terms) + [-1] * (width - len(c.terms)) for c in chunks], device=self.device)
+        return term_ids, text_ids, inside
 
     def train_epoch(self) -> dict:
         cfg = self.cfg
@@ -150,13 +152,14 @@ class Trainer:
             if _any(short, self.world, self.device):
                 self.skipped_steps += 1  # an unreadable chunk somewhere: every process skips the step
                 continue
-            term_ids, text_ids = self._batch_tensors(batch)
+            term_ids, text_ids, inside = self._batch_tensors(batch)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
             with autocast:
                 audio, terms, texts, glossary = self.ddp(
                     batch["mel"].to(self.device, non_blocking=True), batch["frames"].to(self.device),
                     self.term_base[term_ids.clamp(min=0)], self.text_base[text_ids], self.term_base)
-                loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary)
+                loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary,
+                                      inside)
             if _any(not math.isfinite(sum(loss.parts.values())), self.world, self.device):
                 self.skipped_steps += 1
                 self.optimizer.zero_grad(set_to_none=True)
