@@ -1,3 +1,4 @@
+import atexit
 import logging
 import os
 import sys
@@ -19,7 +20,9 @@ if __name__ == "__main__":
 
             stop_engines(engines)
     # Everything is written and the engines are gone: leave without tearing the modules down (torch's
-    # and Beam's took ~1 s of every command, measured on the engine double).
+    # and Beam's took ~1 s of every command, measured on the engine double). The exit hooks still run:
+    # Beam's stop the job server it started for a portable runner (a JVM left running otherwise).
+    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -103,13 +103,29 @@ def _finished_jobs(engine: str) -> int:
     return sum(a["state"] == "FINISHED" for a in apps)
 
 
+def _own_job_servers() -> set:
+    """Beam's job-server JVMs that a command started for itself (their artifacts in a temp folder)."""
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"job-server" in cmd and b"beam-temp" in cmd and alive(int(entry.name)):
+                found.add(int(entry.name))
+    return found
+
+
 @pytest.mark.parametrize("engine", list(ENGINES))
 def test_every_engine_writes_direct_runners_records(request, index, direct, tmp_path, engine):
     request.getfixturevalue(engine.split("-")[0])  # its cluster, up
     before = _finished_jobs(engine)
     out = tmp_path / "out"
+    job_servers = _own_job_servers()
     rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", *ENGINES[engine])
     assert rc == 0, stderr[-3000:]
+    assert _own_job_servers() <= job_servers  # a job server the command started ended with it
     assert _finished_jobs(engine) == before + 1  # the engine's own API: the job ran there and FINISHED
     assert _records(out) == direct["records"]
     run, ref = json.loads((out / "run.json").read_text()), direct["run"]
