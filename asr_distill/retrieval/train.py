@@ -127,6 +127,7 @@ class Trainer:
         self.bad_epochs, self.skipped_steps = state["bad_epochs"], state["skipped_steps"]
         torch.set_rng_state(state["torch_rng"].cpu())
         if self.rank == 0:
+            self._metrics_up_to(state["line"])
             log.info("resumed from %s: epoch %d done, step %d, best Recall@10 %.4f", path, self.epoch,
                      self.step, self.best)
 
@@ -187,13 +188,27 @@ class Trainer:
         return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
                         cfg.train.no_term_threshold, cfg.train.eval_batch_size)
 
-    def _log_epoch(self, trained: dict, metrics: dict, seconds: float) -> None:
-        line = {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
+    def _epoch_line(self, trained: dict, metrics: dict, seconds: float) -> dict:
+        return {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
                 "skipped_steps": self.skipped_steps, **metrics, "epoch_s": round(seconds, 2),
                 "skipped_records": {"train": dict(self.train_set.skipped), "test": dict(self.test_set.skipped)}}
+
+    def _log_epoch(self, line: dict) -> None:
+        """metrics.jsonl gets an epoch's line after its checkpoint is written, so a line means a checkpoint."""
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
-        log.info("epoch %d: %s", self.epoch, summary_line(metrics))
+        log.info("epoch %d: %s", line["epoch"], summary_line(line))
+
+    def _metrics_up_to(self, line: dict) -> None:
+        """On resume: metrics.jsonl holds each epoch up to the checkpoint's once (a kill between the
+        checkpoint and its line, or after a line of an epoch the checkpoint does not hold, is mended)."""
+        path = self.out / "metrics.jsonl"
+        kept = []
+        if path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] < line["epoch"]]
+        tmp = path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept) + json.dumps(line) + "\n")
+        os.replace(tmp, path)
 
     def run(self) -> dict:
         cfg, metrics = self.cfg.train, {}
@@ -202,7 +217,8 @@ class Trainer:
                      len(self.train_set), sum(self.train_set.skipped.values()), len(self.test_set),
                      sum(self.test_set.skipped.values()), len(self.glossary), self.world)
         if self.epoch == 0 and self.rank == 0:  # the untrained model's line: what training is measured against
-            self._log_epoch({"steps": 0}, self.evaluate(), 0.0)
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
+            self._log_epoch(self._epoch_line({"steps": 0}, self.evaluate(), 0.0))
         while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
             t0 = time.time()
             trained = self.train_epoch()
@@ -213,13 +229,14 @@ class Trainer:
             better = r10 > self.best
             self.best, self.bad_epochs = (r10, 0) if better else (self.best, self.bad_epochs + 1)
             if self.rank == 0:
-                self._log_epoch(trained, metrics, time.time() - t0)
-                state = self._state()
+                line = self._epoch_line(trained, metrics, time.time() - t0)
+                state = dict(self._state(), line=line)
                 if better:
                     _save(self.out / "best.pt", state)
                 if self.epoch % cfg.checkpoint_every == 0:
                     _save(self.out / f"epoch-{self.epoch}.pt", state)
                 _save(self.out / "last.pt", state)  # last: what --resume reads
+                self._log_epoch(line)
             if self.world > 1:
                 dist.barrier()
         if self.rank == 0:
