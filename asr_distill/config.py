@@ -222,10 +222,8 @@ def validate_config(data: dict) -> Config:
         raise ConfigError(_explain(err)) from None
 
 
-def load_config(path: Optional[str | Path] = None) -> Config:
-    """Config from a YAML file, or all defaults when no path is given."""
-    if path is None:
-        return Config()
+def read_config_file(path: str | Path) -> dict:
+    """A YAML config file's mapping of sections ({} for an empty file); a clear ConfigError otherwise."""
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:
@@ -234,4 +232,11 @@ def load_config(path: Optional[str | Path] = None) -> Config:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
-    return validate_config(data or {})
+    return data or {}
+
+
+def load_config(path: Optional[str | Path] = None) -> Config:
+    """Config from a YAML file, or all defaults when no path is given."""
+    if path is None:
+        return Config()
+    return validate_config(read_config_file(path))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from asr_distill.config import ConfigError
+from asr_distill.config import ConfigError, read_config_file
 
 
 class _Section(BaseModel):
@@ -74,14 +73,9 @@ class RetrieverConfig(_Section):
 
 
 def load_retriever_config(path: str | Path) -> RetrieverConfig:
+    data = read_config_file(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config {path} is not valid YAML: {err}") from None
-    try:
-        return RetrieverConfig.model_validate(data or {})
+        return RetrieverConfig.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         raise ConfigError(f"config {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

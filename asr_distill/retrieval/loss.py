@@ -109,7 +109,8 @@ def hard_negative_loss(audio: torch.Tensor, term_ids: torch.Tensor, valid: torch
         scores[torch.arange(len(a)), own] = float("-inf")
         if inside is not None and inside.numel():
             said = inside[valid]
-            scores.scatter_(1, said.clamp(min=0), torch.where(said >= 0, float("-inf"), scores.gather(1, said.clamp(min=0))))
+            spoken = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, said.clamp(min=0), said >= 0)
+            scores.masked_fill_(spoken, float("-inf"))
         negatives = scores.topk(min(k, glossary_emb.shape[0] - 1), dim=1).indices  # (n, k)
     cand = torch.cat([own[:, None], negatives], dim=1)
     logits = scale * torch.einsum("nd,nkd->nk", a, glossary_emb[cand])
