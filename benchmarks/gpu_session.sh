@@ -21,6 +21,8 @@
 #      lower priority is worth), the report
 #   K  the README command with vLLM's engine core SIGKILLed at 80 s, then with the engine server
 #      SIGKILLed at 80 s (gpu_e2e.py fault: faults.jsonl)
+#   HK after G: raw vLLM (G's pair), then the engine server SIGKILLed at 80 s (440 s on 2026-12-03)
+#   P  after HK: the README command again, then raw again (a second pair; 385 s)
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -168,6 +170,24 @@ K)
       --index /tmp/corpus/index.jsonl --model /tmp/q2a --label "kill-$target" --raw-label q2a
     keep "kill-$target"
   done
+  ;;
+HK)
+  timeout 280 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
+    > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  python3 benchmarks/gpu_e2e.py report
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py fault --target server --kill-at 80 \
+    --index /tmp/corpus/index.jsonl --model /tmp/q2a --label kill-server --raw-label q2a
+  keep kill-server
+  ;;
+P)
+  timeout 240 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --label default-again --raw-label q2a2
+  keep default-again
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --raw-label q2a2 > "$OUT/raw2.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"
+  python3 benchmarks/gpu_e2e.py report
   ;;
 KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eager mode (no
   # torch.compile or CUDA graphs: the engine starts in well under a minute; the process tree, and so the
