@@ -191,6 +191,32 @@ def test_chunks_come_from_packed_shards_and_bad_records_are_counted(tmp_path):
 
 # -- evaluation
 
+def test_a_chunk_embeds_the_same_alone_and_batched_with_longer_chunks():
+    """The audio tower runs each batch at its longest chunk's length, padding masked out of attention
+    and pooling: a chunk's embedding does not depend on its batch (float32: within 1e-5)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from asr_distill.retrieval.model import AudioTower
+
+    torch.manual_seed(0)
+    encoder = WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=4,
+                                           encoder_ffn_dim=128, num_mel_bins=80)).eval()
+    tower = AudioTower(encoder).eval()
+    frames = [100, 231, 500]  # 1 s, 2.31 s (odd: the stride-2 conv's last step), 5 s
+    mels = [torch.randn(80, n) for n in frames]
+    with torch.no_grad():
+        alone = torch.cat([tower(m[None], torch.tensor([n])) for m, n in zip(mels, frames)])
+        batch = torch.zeros(3, 80, max(frames))
+        for i, m in enumerate(mels):
+            batch[i, :, :m.shape[1]] = m
+        together = tower(batch, torch.tensor(frames))
+        padded_to_5s = tower(F.pad(mels[0], (0, 400))[None], torch.tensor([100]))
+    assert torch.allclose(alone, together, atol=1e-5)
+    assert torch.allclose(alone[:1], padded_to_5s, atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1], atol=1e-2)  # and the chunks do differ
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)

@@ -70,6 +70,10 @@ class AudioTower(nn.Module):
         """mel (B, n_mels, T) padded, frames (B,) each chunk's own frame count -> (B, width)."""
         enc = self.encoder
         x = F.gelu(enc.conv1(mel.to(enc.conv1.weight.dtype)))
+        # zero past each chunk's own frames, as when it runs alone: the stride-2 conv's last step of a
+        # chunk of odd length would otherwise read the padding's conv1 output (3e-4 off, measured)
+        own_frames = torch.arange(x.shape[2], device=x.device)[None, :] < frames.to(x.device)[:, None]
+        x = x * own_frames[:, None, :].to(x.dtype)
         x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T/2, width)
         steps = x.shape[1]
         if steps > enc.embed_positions.weight.shape[0]:
