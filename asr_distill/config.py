@@ -170,6 +170,11 @@ class FiltersConfig(_Section):
     max_chars_per_s: Optional[float] = Field(
         40.0, gt=0, description="Rule 'too_many_chars_per_s': more characters per second of speech than this "
         "(fast English speech is about 20).")
+    reference_wer_max: Optional[float] = Field(
+        None, ge=0, description="File rule 'high_reference_wer': a file whose index row has a reference "
+        "transcript (`text`, or `meta.reference_text`) and whose pseudo-label's WER against it (Whisper's "
+        "normaliser) is above this (e.g. 0.1, as distil-whisper) is flagged, or with action 'drop' written to "
+        "filtered-*.jsonl instead of transcripts-*.jsonl. None: off (the WER is recorded either way).")
 
 
 class MetricsConfig(_Section):

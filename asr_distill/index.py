@@ -66,7 +66,8 @@ def parse_index_row(raw: dict, index_path: Optional[str] = None) -> IndexRow:
         raise IndexRowError(f"field 'meta' must be an object, got {type(meta).__name__}")
     return IndexRow(key=str(key), uri=uri, duration_s=_optional(raw, "duration_s", float),
                     size_bytes=_optional(raw, "size_bytes", int),
-                    language=_optional(raw, "language", str), meta=meta)
+                    language=_optional(raw, "language", str), meta=meta,
+                    reference_text=_optional(raw, "text", str))
 
 
 def row_identity(raw: Any) -> tuple[Optional[str], Optional[str]]:

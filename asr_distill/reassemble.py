@@ -13,6 +13,7 @@ from asr_distill import __version__
 from asr_distill.config import FiltersConfig
 from asr_distill.filters import quality_reasons
 from asr_distill.redact import redact
+from asr_distill.reference import RULE as REFERENCE_RULE, reference_text, reference_wer
 from asr_distill.records import Failure, FileInfo, SegmentText
 
 
@@ -57,18 +58,25 @@ def assemble_transcript(info: FileInfo, texts: Iterable[SegmentText], failed_ind
     else:
         status = "ok"
     row = info.row
+    text = " ".join(t.text for t, _r in kept if t.text)
+    reference = reference_text(row)
+    wer = reference_wer(text, reference, row.language) if reference is not None and status != "no_speech" else None
+    file_flags = [REFERENCE_RULE] if (wer is not None and filters.reference_wer_max is not None
+                                       and wer > filters.reference_wer_max) else []
     record = {
         "key": row.key,
         "uri": redact(row.uri),
         "duration_s": round(info.duration_s, 3),
         "speech_s": round(info.speech_s, 3),
         "status": status,
-        "text": " ".join(t.text for t, _r in kept if t.text),
+        "text": text,
         "segments": [{**t.to_json(), "quality_flags": r} for t, r in kept],
         "model": model,
         "prompt": prompt,
         "failed_segments": failed,
         "filtered_segments": [t.index for t, _r in dropped],
+        "reference_wer": None if wer is None else round(wer, 4),
+        "quality_flags": file_flags,
         "meta": row.meta,
         "pipeline_version": __version__,
     }

@@ -26,6 +26,7 @@ class IndexRow:
     size_bytes: Optional[int] = None
     language: Optional[str] = None
     meta: dict = field(default_factory=dict)
+    reference_text: Optional[str] = None  # the row's `text`: a reference transcript (asr_distill/reference.py)
     # Set by Admit on --resume: indexes of this file's segments whose texts were committed before,
     # so the segment stage cuts them but does not send them to the model again.
     done_segments: tuple = ()

@@ -48,6 +48,7 @@ class RunData:
     chars_per_s: list = field(default_factory=list)
     failures: dict = field(default_factory=lambda: defaultdict(lambda: {"count": 0, "examples": []}))
     filtered_lines: int = 0
+    reference_wers: list = field(default_factory=list)  # per file with a reference, kept or dropped
 
 
 def _lines(output: str, kind: str):
@@ -79,15 +80,23 @@ def collect(output: str) -> RunData:
     if data.record.get("status") == "failed":
         raise FileNotFoundError(f"{redact(output)} holds a failed run ({data.record.get('error')}): "
                                 "finish it with --resume first")
-    for t in _lines(output, "transcripts"):
+    def add_file(t: dict) -> None:
         data.file_durations.append(t["duration_s"])
         if t["duration_s"]:
             data.speech_ratios.append(t["speech_s"] / t["duration_s"])
+        if t.get("reference_wer") is not None:
+            data.reference_wers.append(t["reference_wer"])
         for seg in t["segments"]:
             _add_segment(data, seg)
-    for seg in _lines(output, "filtered"):
+
+    for t in _lines(output, "transcripts"):
+        add_file(t)
+    for line in _lines(output, "filtered"):
         data.filtered_lines += 1
-        _add_segment(data, seg)
+        if "index" in line:  # a segment the quality rules dropped
+            _add_segment(data, line)
+        else:  # a whole file the reference rule dropped
+            add_file(line)
     if data.record.get("stop_after") == "segment":
         for seg in _lines(output, "segments"):
             _add_segment(data, seg)
@@ -184,6 +193,14 @@ def render(data: RunData, output: str) -> str:
                    {"min": filters.get("min_chars_per_s"), "max": filters.get("max_chars_per_s")}),
         _stage_plot(r.get("stages", {})),
     ]
+    wer_max = filters.get("reference_wer_max")
+    if data.reference_wers:
+        plots.insert(3, _histogram(data.reference_wers, "WER against the row's reference, per file", "reference WER",
+                                   {"reference_wer_max": wer_max}))
+        kept = sum(w <= wer_max for w in data.reference_wers) if wer_max is not None else len(data.reference_wers)
+        summary.append(("reference WER", f"{len(data.reference_wers)} files with a reference, median "
+                        f"{sorted(data.reference_wers)[len(data.reference_wers) // 2]:.3f}; within reference_wer_max "
+                        f"({wer_max}): {kept} ({kept / len(data.reference_wers):.0%})"))
     config = yaml.safe_dump(r.get("config", {}), sort_keys=False)
     title = f"asr-distill run report: {redact(output)}"
     return f"""<!DOCTYPE html>
@@ -211,7 +228,9 @@ config digest {html.escape(str(r.get('config_digest')))}.{'' if r.get('reconcile
 <h2>Quality rules</h2>
 <p>Action: <b>{html.escape(str(q.get('action')))}</b>; segments flagged (kept): {q.get('segments_flagged', 0)},
 dropped to filtered-*.jsonl: {q.get('segments_dropped', 0)} ({data.filtered_lines} lines there now).</p>
-{_table(["rule", "outcome", "segments"], quality_rows) if quality_rows else "<p>No segment broke a rule.</p>"}
+{_table(["rule", "outcome", "count"], quality_rows) if quality_rows else "<p>No segment broke a rule.</p>"}
+<p>Files above <code>reference_wer_max</code>: flagged {q.get('files_flagged', 0)}, dropped to filtered-*.jsonl
+{q.get('files_dropped', 0)} (of {q.get('files_with_reference', 0)} with a reference).</p>
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 </body></html>
 """

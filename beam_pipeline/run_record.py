@@ -55,8 +55,9 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
     rows = get("index", "rows")
     audio_s = get("decode", "audio_ms") / 1000
     finished = stop_after == "segment"
-    transcripts = sum(status.values())
-    files_done = get("segment", "files") if finished else transcripts
+    files_dropped = get("quality", "files_dropped")  # whole files filtered-*.jsonl holds instead
+    transcripts = sum(status.values()) - files_dropped
+    files_done = get("segment", "files") if finished else transcripts + files_dropped
     segments = segment_accounting(metrics, finished)
     return {
         "pipeline_version": __version__,
@@ -75,6 +76,7 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
             "segments_failed": segments["failed"],
             "segments_lost": segments["lost"],
             "transcripts": transcripts,
+            "files_dropped": files_dropped,
             "status": status,
             "failures": file_failures,
             "segment_failures": get("failures", "segments"),
@@ -93,7 +95,8 @@ def build_run_record(metrics: dict[str, dict[str, int]], *, wall_s: float, start
         "quality": quality_summary(metrics, (config.get("filters") or {}).get("action")),
         "retries": {"read": get("read", "retries"), "write": get("write", "retries")},
         "stages": stage_table(metrics),
-        # Every index row: skipped as already done, or one transcript, or one file-level failure.
+        # Every index row: skipped as already done, or one transcript (or a file-level filtered line),
+        # or one file-level failure.
         "reconciled": rows == skipped + files_done + file_failures,
         # Every segment cut: a text, a segment failure with its cause, or reused; none lost.
         "segments_reconciled": segments["reconciled"],
@@ -132,6 +135,8 @@ def quality_summary(metrics: dict[str, dict[str, int]], action) -> dict:
     q = metrics.get("quality", {})
     return {"action": action, "segments_flagged": q.get("segments_flagged", 0),
             "segments_dropped": q.get("segments_dropped", 0),
+            "files_with_reference": q.get("files_with_reference", 0),
+            "files_flagged": q.get("files_flagged", 0), "files_dropped": q.get("files_dropped", 0),
             "by_reason": {k: v for k, v in sorted(q.items()) if ":" in k}}
 
 
@@ -171,7 +176,8 @@ def format_summary(record: dict) -> str:
         rows.append(f"  {stage:<11}{cells}")
     head = (f"rows {c['index_rows']} -> " + (f"{c['segments']} segments written" if record["stop_after"] else
             f"transcripts {c['transcripts']} (ok {st['ok']}, no_speech {st['no_speech']}, "
-            f"partial {st['partial']})") + f", failed files {c['failures']}")
+            f"partial {st['partial']})") + f", failed files {c['failures']}"
+            + (f", dropped files {c['files_dropped']}" if c.get("files_dropped") else ""))
     if record["resume"]["resumed"]:
         r = record["resume"]
         head += (f"; resumed: {r['rows_skipped']} rows already done, {r['segments_reused']} segments reused, "
@@ -180,6 +186,9 @@ def format_summary(record: dict) -> str:
     if q.get("segments_flagged") or q.get("segments_dropped"):
         rows.append(f"  {'quality':<11}flagged {q['segments_flagged']}, dropped {q['segments_dropped']} "
                     f"({', '.join(f'{k} {v}' for k, v in q['by_reason'].items())})")
+    if q.get("files_with_reference"):
+        rows.append(f"  {'reference':<11}files {q['files_with_reference']}, above reference_wer_max: flagged "
+                    f"{q['files_flagged']}, dropped {q['files_dropped']}")
     tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
             f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
             f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")

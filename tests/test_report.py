@@ -57,6 +57,7 @@ def test_dropped_segments_go_to_filtered_jsonl_and_are_counted(dropped_run):
         assert transcripts[key]["segments"] == [] and transcripts[key]["text"] == ""
     q = record["quality"]
     assert q == {"action": "drop", "segments_flagged": 0, "segments_dropped": len(filtered),
+                 "files_with_reference": 0, "files_flagged": 0, "files_dropped": 0,  # no row has a reference
                  "by_reason": {"dropped:too_many_chars_per_s": len(filtered)}}
     assert record["metrics"]["quality"]["segments_dropped"] == len(filtered)
     assert record["reconciled"] and record["counts"]["transcripts"] == 3

@@ -1,8 +1,8 @@
 """Admit: one decision per key, in one CoGroupByKey.
 
 - The first row of a key (in index order) goes on; every later row is a failure (stage index, duplicate).
-- On --resume, a key that already has a committed transcript (or, with --skip_failed, a file-level
-  failure) is skipped whole, and the failure and filtered-segment records it had are carried into this
+- On --resume, a key that already has a committed transcript (or a file-level filtered line: a file
+  the reference rule dropped; or, with --skip_failed, a file-level failure) is skipped whole, and the failure and filtered-segment records it had are carried into this
   run's output; a key that is processed again drops its old records, since this run writes new ones.
 - On --resume, the segment texts committed for a key that is processed again come out as reused
   texts, and its row lists their indexes (`done_segments`): the segment stage cuts the file as before
@@ -50,7 +50,9 @@ class _Decide(beam.DoFn):
         key, (entries, committed, old_lines, texts) = grouped
         old = sorted(set(old_lines))  # a resume that was itself interrupted may have carried some twice
         failed = any(kind == "failures" and final_failure(json.loads(line)) for kind, line in old)
-        if not entries or committed or (self._skip_failed and failed):
+        # a file the reference rule dropped whole (a filtered line without a segment index) is done too
+        dropped = any(kind == "filtered" and "index" not in json.loads(line) for kind, line in old)
+        if not entries or committed or dropped or (self._skip_failed and failed):
             if entries:
                 Metrics.counter("resume", "rows_skipped").inc(len(entries))
             for kind, line in old:

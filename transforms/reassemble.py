@@ -74,12 +74,20 @@ class _Assemble(beam.DoFn):
         for line in dropped:
             _count_quality(line["quality_flags"], "dropped")
             yield beam.pvalue.TaggedOutput(FILTERED, line)
+        if result["reference_wer"] is not None:
+            Metrics.counter("quality", "files_with_reference").inc()
+        if result["quality_flags"] and self._filters.action == "drop":
+            # the whole file leaves transcripts-*.jsonl: a file-level line (no segment index) in filtered
+            _count_quality(result["quality_flags"], "dropped", "files")
+            yield beam.pvalue.TaggedOutput(FILTERED, result)
+            return
+        _count_quality(result["quality_flags"], "flagged", "files")
         yield result
 
 
-def _count_quality(reasons: list[str], what: str) -> None:
+def _count_quality(reasons: list[str], what: str, unit: str = "segments") -> None:
     if reasons:
-        Metrics.counter("quality", f"segments_{what}").inc()
+        Metrics.counter("quality", f"{unit}_{what}").inc()
     for reason in reasons:
         Metrics.counter("quality", f"{what}:{reason}").inc()
 
