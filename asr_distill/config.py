@@ -185,6 +185,20 @@ class MetricsConfig(_Section):
     push_timeout_s: float = Field(10.0, gt=0, description="A push that takes longer is given up (with a warning).")
 
 
+class CostConfig(_Section):
+    """Prices and a throughput for run.json's `cost` (asr_distill/cost.py); every field optional."""
+
+    gpu_hour: Optional[float] = Field(None, ge=0, description="Price of one GPU-hour: cost in money per 1000 "
+                                      "audio hours, and a sizing run's forecast in money.")
+    cpu_core_hour: Optional[float] = Field(None, ge=0, description="Price of one CPU-core-hour.")
+    segment_audio_s_per_gpu_s: Optional[float] = Field(
+        None, gt=0, description="Seconds of segment audio one GPU transcribes per second (a finished run's "
+        "run.json has it under cost): with --stop_after=segment, run.json predicts the full job's GPU-hours.")
+    throughput_from: Optional[str] = Field(
+        None, description="A finished run's run.json whose cost.segment_audio_s_per_gpu_s is the throughput "
+        "for that forecast (when segment_audio_s_per_gpu_s is not given).")
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     audio: AudioConfig = AudioConfig()
@@ -194,6 +208,7 @@ class Config(_Section):
     writer: WriterConfig = WriterConfig()
     filters: FiltersConfig = FiltersConfig()
     metrics: MetricsConfig = MetricsConfig()
+    cost: CostConfig = CostConfig()
 
     def digest(self) -> str:
         """Stable short hash of the effective config, recorded in run.json."""

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOpti
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
+from asr_distill.cost import cost_section, engine_usage, predict, take_cpu_s
 from asr_distill.oss import OssConfigError
 from asr_distill.redact import redact
 from beam_pipeline import job_servers
@@ -321,6 +322,46 @@ def _local_engines(cfg: Config, options: PipelineOptions) -> list:
     return start_engines(cfg.inference)
 
 
+def _engine_usage(engines: list) -> list[dict]:
+    """Each local engine server's CPU and GPU time, from its stats file (read once it has exited)."""
+    if not engines:
+        return []
+    from asr_distill.asr.engine_server import read_stats
+
+    return [engine_usage(read_stats(spec), len(spec.devices.split(",")) if spec.devices
+                         else int(spec.args.get("tensor_parallel_size") or 1)) for spec in engines]
+
+
+def forecast_rate(cfg: Config) -> Optional[float]:
+    """The throughput a sizing run forecasts with (read before the job runs: a bad one is a UsageError)."""
+    c = cfg.cost
+    if c.segment_audio_s_per_gpu_s is not None or not c.throughput_from:
+        return c.segment_audio_s_per_gpu_s
+    try:
+        with FileSystems.open(c.throughput_from) as f:
+            rate = (json.load(f).get("cost") or {}).get("segment_audio_s_per_gpu_s")
+    except (OSError, BeamIOError, ValueError) as err:
+        raise UsageError(f"cost.throughput_from={redact(c.throughput_from)} cannot be read: {err}") from None
+    if not rate:
+        raise UsageError(f"cost.throughput_from={redact(c.throughput_from)} has no cost.segment_audio_s_per_gpu_s "
+                         "(a run that used a GPU engine has it)")
+    return rate
+
+
+def run_cost(record: dict, cfg: Config, engines: list[dict], rate: Optional[float] = None) -> dict:
+    """run.json's `cost`: measured (CPU of every process, GPU time of local engines), and with
+    --stop_after=segment and a throughput (`rate`), the forecast of the full job."""
+    c = cfg.cost
+    cost = cost_section(worker_cpu_s=record["metrics"].get("cost", {}).get("cpu_ms", 0) / 1000,
+                        launcher_cpu_s=take_cpu_s(), engines=engines, audio_s=record["audio_s"],
+                        segment_audio_s=record["segment_audio_s"], wall_s=record["wall_s"],
+                        gpu_hour=c.gpu_hour, cpu_core_hour=c.cpu_core_hour)
+    if record["stop_after"] == "segment" and rate:
+        cost["prediction"] = predict(segment_audio_s=record["segment_audio_s"], audio_s=record["audio_s"],
+                                     segment_audio_s_per_gpu_s=rate, gpu_hour=c.gpu_hour)
+    return cost
+
+
 def lost_segments(output: str) -> list[dict]:
     """The segments that batches failing the job held (each once, in key and index order)."""
     found = {}
@@ -347,6 +388,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     cfg = load_config(opts.config).with_backend(opts.backend)
     use_oss_settings(options, cfg)
     _check_inputs(opts, cfg)
+    rate = forecast_rate(cfg) if opts.stop_after == "segment" else None
     workers = use_local_cores(options, cfg, beam_args) if test_pipeline is None else None
     quiet_local_workers(options, beam_args)
     use_accelerator_hint(options, cfg)
@@ -397,12 +439,14 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
             from asr_distill.asr.engine_server import stop_engines
 
             stop_engines(engines)
+    usage = _engine_usage(engines)
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
         input_index=redact(opts.input_index), output=redact(opts.output), resumed=opts.resume,
         runner=str(runner), environment=environment, stop_after=opts.stop_after,
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
+    record["cost"] = run_cost(record, cfg, usage, rate)
     if cfg.metrics.pushgateway_url:
         record["metrics_push"] = push_run(record, cfg.metrics)
     write_json(FileSystems.join(opts.output, "run.json"), record)

@@ -31,6 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 from apache_beam.io.filesystems import FileSystems  # noqa: E402
 
+from asr_distill.cost import format_cost  # noqa: E402
 from asr_distill.redact import redact  # noqa: E402
 from transforms import oss_filesystem  # noqa: E402,F401  (registers oss://)
 
@@ -172,6 +173,7 @@ def render(data: RunData, output: str) -> str:
         ("throughput", f"{th.get('audio_s_per_wall_s') or 0:,.1f} audio-s per wall-s, "
                        f"{th.get('files_per_wall_s') or 0:,.2f} files per s"),
         ("every row accounted for", "yes" if r.get("reconciled") else "NO"),
+        ("cost", format_cost(r["cost"]) if r.get("cost") else "not measured (an older run)"),
         ("resume", f"{r['resume']['rows_skipped']} rows skipped, {r['resume']['segments_reused']} segments reused"
          if r.get("resume", {}).get("resumed") else "not resumed"),
         ("model / backend", f"{r.get('model')} / {r.get('backend')}"),

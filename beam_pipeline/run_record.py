@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from asr_distill import __version__
+from asr_distill.cost import format_cost
 
 _PACKAGES = ("apache-beam", "av", "silero-vad", "torch", "onnxruntime", "faster-whisper", "ctranslate2",
              "pydantic", "numpy")
@@ -187,8 +188,10 @@ def format_summary(record: dict) -> str:
         rows.append(f"  {'quality':<11}flagged {q['segments_flagged']}, dropped {q['segments_dropped']} "
                     f"({', '.join(f'{k} {v}' for k, v in q['by_reason'].items())})")
     if q.get("files_with_reference"):
-        rows.append(f"  {'reference':<11}files {q['files_with_reference']}, above reference_wer_max: flagged "
-                    f"{q['files_flagged']}, dropped {q['files_dropped']}")
+        wer_max = ((record.get("config") or {}).get("filters") or {}).get("reference_wer_max")
+        rows.append(f"  {'reference':<11}files {q['files_with_reference']} with a reference text; " + (
+            "reference_wer_max off" if wer_max is None else
+            f"above reference_wer_max {wer_max}: flagged {q['files_flagged']}, dropped {q['files_dropped']}"))
     tail = (f"audio {record['audio_s']:.1f} s, speech {record['speech_s']:.1f} s in {record['wall_s']:.1f} s wall: "
             f"{record['throughput']['audio_s_per_wall_s'] or 0:.1f} audio-s/s; "
             f"every row accounted for: {'yes' if record['reconciled'] else 'NO'}")
@@ -197,4 +200,6 @@ def format_summary(record: dict) -> str:
         tail += (f"; every segment accounted for: {'yes' if seg['reconciled'] else 'NO'} (cut {seg['cut']} = "
                  f"transcribed {seg['transcribed']} + failed {seg['failed']} + reused {seg['reused']}"
                  + (f"; LOST {seg['lost']}" if seg["lost"] else "") + ")")
+    if record.get("cost"):
+        tail += "\n" + format_cost(record["cost"])
     return "\n".join([head, *rows, tail])

@@ -4,6 +4,7 @@ worker process per core), with the engine double (tests/fake_vllm.py) in every p
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -67,10 +68,26 @@ def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long
     every segment back once; our own flags are not shipped to the workers (no warning per process)."""
     index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 2))
     out = tmp_path / "o"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     stdout, stderr, rc = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}",
                               "--no_such_beam_flag=1")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert rc == 0, stderr
     record = json.loads((out / "run.json").read_text())
+    # the cost the run measured: every process's CPU, the engine's GPU time, per 1000 audio hours
+    cost, waited_cpu_s = record["cost"], sum(getattr(after, f) - getattr(before, f) for f in ("ru_utime", "ru_stime"))
+    print("cost:", cost, "CPU of the processes the command waited for:", waited_cpu_s)
+    by = cost["cpu_core_s_by_process"]
+    assert by["workers"] > 0 and by["launcher"] > 0 and by["engine_servers"] > 0 and cost["engine_servers"] == 1
+    assert 0.8 * waited_cpu_s <= cost["cpu_core_s"] <= 1.2 * waited_cpu_s + by["engine_servers"]
+    assert 0 < cost["mean_busy_cores"] <= len(os.sched_getaffinity(0)) + 0.5
+    assert 0 < cost["gpu_s"] <= record["wall_s"] + 15  # the engine started before the run's clock
+    assert 0 < cost["gpu_busy_share"] <= 1
+    per = cost["per_1000_audio_h"]
+    assert per["gpu_h"] == pytest.approx(cost["gpu_s"] * 1000 / record["audio_s"], rel=0.01)
+    assert per["cpu_core_h"] == pytest.approx(cost["cpu_core_s"] * 1000 / record["audio_s"], rel=0.01)
+    assert per["money"] is None  # no prices in the config
+    assert f"cost: {cost['cpu_core_s']:.0f} CPU-core-s" in stdout
     assert record["environment"]["running_mode"] == "multi_processing"
     assert record["environment"]["num_workers"] == len(os.sched_getaffinity(0))
     seg = record["segment_accounting"]

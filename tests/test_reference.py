@@ -66,6 +66,7 @@ def test_a_wrong_reference_is_flagged_a_right_one_kept_and_rows_without_one_unto
         open(write_report(str(out))).read()
     assert "WER against the row&#x27;s reference" in page or "WER against the row's reference" in page
     assert "2 files with a reference" in page and "within reference_wer_max (0.3): 1 (50%)" in page
+    assert f"cost: {record['cost']['cpu_core_s']:.0f} CPU-core-s" in page  # the run's cost, in its summary
 
 
 def test_dropped_files_go_to_filtered_are_counted_and_stay_done_on_resume(tmp_path, short_speech_wav, silence_file):

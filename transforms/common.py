@@ -10,12 +10,19 @@ from typing import Callable, NamedTuple, Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from asr_distill.cost import take_cpu_s
 from asr_distill.records import Failure, IndexRow
 from transforms import coders, oss_filesystem  # noqa: F401  (register the audio coder and oss://)
 
 GOOD = "good"
 FAILURES = "failures"
 _CRASHED = "crashed"
+
+
+def report_cpu() -> None:
+    """This worker process's CPU seconds since its last report, into run.json's cost (asr_distill/cost.py);
+    called at the end of the bundles of the stages every worker process runs."""
+    Metrics.counter("cost", "cpu_ms").inc(int(round(take_cpu_s() * 1000)))
 
 
 def _exit_without_teardown() -> None:

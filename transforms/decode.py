@@ -20,7 +20,7 @@ from asr_distill.records import SAMPLE_RATE, DecodedAudio, IndexRow
 from asr_distill.shards import (PCM_DTYPE, ByteRange, PcmError, RangeReader, parse_byte_range,
                                 pcm16_to_float, pcm_from_bytes, read_pcm_mmap)
 from asr_distill.retry import RetryPolicy, is_transient, retry_call
-from transforms.common import StageOutputs, fail, run_stage
+from transforms.common import StageOutputs, fail, run_stage, report_cpu
 
 
 READ_BUFFER_BYTES = 4 * 2**20
@@ -96,6 +96,9 @@ class DecodeDoFn(beam.DoFn):
                     raise PcmError(f"packed range {rng.offset}+{rng.length} runs past the end of its shard")
                 return pcm16_to_float(pcm_from_bytes(data))
             return decode_to_mono16k(window, self._cfg.max_duration_s)
+
+    def finish_bundle(self):
+        report_cpu()
 
     def process(self, row: IndexRow):
         def count_retry(_err):

@@ -17,7 +17,7 @@ from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
 from asr_distill.asr.engine_loop import EngineFailedError
 from asr_distill.config import InferenceConfig
 from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText
-from transforms.common import FAILURES, GOOD
+from transforms.common import FAILURES, GOOD, report_cpu
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class InferenceOutputs(NamedTuple):
 
 
 class _SplitResults(beam.DoFn):
+    def finish_bundle(self):
+        report_cpu()
+
     def process(self, keyed):
         _segment_id, result = keyed
         seg: Segment = result.example

@@ -20,6 +20,7 @@ from asr_distill.index import IndexRowError, parse_index_row, parse_json_line, r
 from asr_distill.webdataset import TarIndexError, tar_samples
 from asr_distill.records import Failure
 from asr_distill.retry import RetryPolicy, retry_call
+from transforms.common import report_cpu
 
 RANGE_BYTES = 32 * 2**20
 _OCTETS = "application/octet-stream"
@@ -117,6 +118,9 @@ class _ReadRange(beam.DoFn):
     def __init__(self, fmt: str, retry: RetryPolicy):
         self._fmt = fmt
         self._retry = retry
+
+    def finish_bundle(self):
+        report_cpu()
 
     def process(self, rng) -> Iterator:
         path, a, b = rng

@@ -10,7 +10,7 @@ from apache_beam.metrics import Metrics
 from asr_distill.config import FiltersConfig
 from asr_distill.records import Failure
 from asr_distill.reassemble import assemble_transcript, lost_segments
-from transforms.common import FAILURES, GOOD
+from transforms.common import FAILURES, GOOD, report_cpu
 
 
 FILTERED = "filtered"
@@ -53,6 +53,9 @@ class _Assemble(beam.DoFn):
         self._model = model
         self._prompt = prompt
         self._filters = filters
+
+    def finish_bundle(self):
+        report_cpu()
 
     def process(self, keyed):
         _key, acc = keyed

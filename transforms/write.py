@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from asr_distill.config import WriterConfig
 from asr_distill.records import Failure, SegmentText
 from asr_distill.retry import RetryPolicy, retry_call
+from transforms.common import report_cpu
 
 WORK_DIR = "_work"
 
@@ -92,6 +93,7 @@ class _Commit(beam.DoFn):
             self._commit()
 
     def finish_bundle(self):
+        report_cpu()
         self._commit()
 
     def _commit(self):
@@ -140,6 +142,9 @@ class _WriteBucket(beam.DoFn):
         self._tmp_dir = tmp_dir
         self._retry = retry
         self._on_fresh = on_fresh
+
+    def finish_bundle(self):
+        report_cpu()
 
     def process(self, bucket_items):
         _bucket_id, items = bucket_items

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import struct
@@ -174,6 +175,7 @@ class EngineServer:
         self._write_stats()
         self._close_listener()
         self.module.shutdown(engine)
+        self._write_stats(final=True)  # its CPU with the engine's own processes, once they are gone
         return 0
 
     def _failed_to_start(self, message: str) -> int:
@@ -201,7 +203,7 @@ class EngineServer:
         server the clients are starting."""
         with self._lock:
             self.stats["exit"], self.stats["died_at"] = reason, time.time()
-        self._write_stats()
+        self._write_stats(final=True)
         logging.shutdown()
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
@@ -240,7 +242,11 @@ class EngineServer:
             self._close_listener()
             os.killpg(os.getpgrp(), signal.SIGKILL)
 
-    def _write_stats(self) -> None:
+    def _write_stats(self, final: bool = False) -> None:
+        if final:
+            me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.stats.update(exit_at=time.time(), cpu_s=round(me.ru_utime + me.ru_stime + children.ru_utime
+                                                                + children.ru_stime, 3))
         with self._lock:
             stats = dict(self.stats, clients=sorted(set(self.stats["clients"])))
         _write_atomic(self.spec.path("stats.json"), json.dumps(stats))
