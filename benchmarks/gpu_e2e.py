@@ -200,9 +200,29 @@ def e2e(args, extra: list[str], during=None) -> dict:
                     "last_result_s": round((s["last_result_at"] or t0) - t0, 1),
                     "engine_requests": s["requests"], "engine_clients": len(set(s["clients"]))})
     if rc == 0:
-        rec["engine_restarts"] = run["segment_accounting"]["engine_restarts"]
+        rec["engine_restarts"] = run["segment_accounting"].get("engine_restarts")
+        if run.get("cost"):  # what the run measured of itself (issue 28)
+            rec["cost"] = {k: run["cost"].get(k) for k in ("cpu_core_s", "gpu_s", "gpu_busy_share",
+                                                          "segment_audio_s_per_gpu_s", "segment_audio_s_per_busy_gpu_s",
+                                                          "engine_start_s", "per_1000_audio_h",
+                                                          "prediction") if run["cost"].get(k) is not None}
     log(rec)
     return rec
+
+
+def forecast(args) -> None:
+    """How well a sizing run (`--stop_after=segment`, label --sizing) predicted the GPU time of the full
+    run (label --full): the cost lines of both, from this session's log."""
+    lines = [r for r in _read_log() if r["step"] == "e2e" and r.get("cost")]
+    sizing = [r for r in lines if r["label"] == args.sizing][-1]["cost"]["prediction"]
+    full = [r for r in lines if r["label"] == args.full][-1]["cost"]
+    measured = full["gpu_s"] / 3600
+    log({"step": "forecast", "sizing": args.sizing, "full": args.full, "predicted_gpu_h": sizing["gpu_h"],
+         "measured_gpu_h": round(measured, 4), "error": round(sizing["gpu_h"] / measured - 1, 3),
+         "throughput_used": sizing["segment_audio_s_per_gpu_s"],
+         "throughput_measured": full.get("segment_audio_s_per_busy_gpu_s"),
+         "gpu_h_per_1000_audio_h": (full.get("per_1000_audio_h") or {}).get("gpu_h"),
+         "cpu_core_h_per_1000_audio_h": (full.get("per_1000_audio_h") or {}).get("cpu_core_h")})
 
 
 # --------------------------------------------------------------------------------------------- fault
@@ -359,7 +379,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["e2e", "raw", "fault", "report"])
+    ap.add_argument("step", choices=["e2e", "raw", "fault", "report", "forecast"])
     ap.add_argument("--index")
     ap.add_argument("--model", default="fake-qwen2-audio")
     ap.add_argument("--label", default="default")
@@ -375,9 +395,11 @@ def main() -> None:
     ap.add_argument("--kill-after-ready", type=float, default=None,
                     help="fault: seconds after the engine was ready (on a cold machine, instead of --kill-at)")
     ap.add_argument("--undisturbed", default="default", help="fault: the e2e label it is compared with")
+    ap.add_argument("--sizing", default="sizing", help="forecast: the label of the --stop_after=segment run")
+    ap.add_argument("--full", default="cost-full", help="forecast: the label of the full run it predicted")
     args = ap.parse_args(argv)
     {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "fault": lambda: fault(args, extra),
-     "report": lambda: report(args)}[args.step]()
+     "report": lambda: report(args), "forecast": lambda: forecast(args)}[args.step]()
 
 
 if __name__ == "__main__":

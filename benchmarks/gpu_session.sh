@@ -23,6 +23,9 @@
 #      SIGKILLed at 80 s (gpu_e2e.py fault: faults.jsonl)
 #   HK after G: raw vLLM (G's pair), then the engine server SIGKILLed at 80 s (440 s on 2026-12-03)
 #   P  after HK: the README command again, then raw again (a second pair; 385 s)
+#   T  (issue 28) after G: the command on the corpus's first 300 files (its run.json: the throughput), a
+#      sizing run on all 1650 (--stop_after=segment, cost.throughput_from that run.json), then the full
+#      command; gpu_e2e.py forecast: predicted against measured GPU-hours, and the cost per 1000 h
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -188,6 +191,18 @@ P)
     --raw-label q2a2 > "$OUT/raw2.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"
   python3 benchmarks/gpu_e2e.py report
+  ;;
+T)
+  head -300 /tmp/corpus/index.jsonl > /tmp/corpus/first300.jsonl  # beside the files its uris name
+  timeout 200 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/first300.jsonl --model /tmp/q2a --label cost300
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/sizing.yaml "$BENCH_WORK/cost300/out/run.json"
+  timeout 150 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --teacher /tmp/sizing.yaml \
+    --label sizing -- --stop_after=segment
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label cost-full
+  keep cost-full
+  python3 benchmarks/gpu_e2e.py forecast --sizing sizing --full cost-full
   ;;
 KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eager mode (no
   # torch.compile or CUDA graphs: the engine starts in well under a minute; the process tree, and so the
