@@ -142,9 +142,11 @@ def test_every_engine_writes_direct_runners_records(request, index, direct, tmp_
     assert run["counts"] == ref["counts"] and run["segment_accounting"] == ref["segment_accounting"]
     assert run["audio_s"] == ref["audio_s"] and run["runner"] == ENGINES[engine][0].split("=")[1]
     # every counter that DirectRunner reports, this runner reports too, with the same value (but the
-    # number of segment-text commits, which follows the runner's bundles)
+    # number of segment-text commits, which follows the runner's bundles, and the CPU time each process
+    # reported for the run's cost)
     ours = {ns: {k: v for k, v in names.items() if (ns, k) != ("write", "commits")}
-            for ns, names in ref["metrics"].items()}
+            for ns, names in ref["metrics"].items() if ns != "cost"}
+    assert run["metrics"]["cost"]["cpu_ms"] > 0 and run["cost"]["cpu_core_s"] > 0
     assert {ns: {k: run["metrics"][ns].get(k) for k in names} for ns, names in ours.items()} == ours
     assert len(direct["records"]["transcripts"]) == 3
     if engine.endswith("external"):
