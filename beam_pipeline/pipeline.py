@@ -188,19 +188,6 @@ def use_job_server(options: PipelineOptions) -> None:
         setattr(view, flag, str(job_servers.job_server_jar(runner)))
 
 
-SDK_WORKER_CACHE_MS = 60_000
-
-
-def keep_sdk_workers(options: PipelineOptions, beam_args: list) -> None:
-    """On a portable runner, an SDK worker lives on from one stage of the job to the next (Beam's
-    `--environment_cache_millis`, 0 by default: the Spark runner started 14 SDK workers, each importing
-    torch and loading the models, for one 3-file job; with it, one). Given explicitly, it is kept."""
-    if any(a.startswith("--environment_cache_millis") for a in beam_args):
-        return
-    if describe_environment(options)["kind"] == "portable":
-        options.view_as(PortableOptions).environment_cache_millis = SDK_WORKER_CACHE_MS
-
-
 def _job_server_help(runner: str, beam_message: str) -> str:
     jar_flag = "--" + job_servers.JAR_FLAGS.get(runner.split(".")[-1], "<runner>_job_server_jar")
     cached = beam_message.rsplit("stage the jar at ", 1)[-1] if "stage the jar at " in beam_message else None
@@ -394,7 +381,6 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     quiet_local_workers(options, beam_args)
     use_accelerator_hint(options, cfg)
     use_job_server(options)
-    keep_sdk_workers(options, beam_args)
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()

@@ -81,17 +81,3 @@ def test_portable_runner_with_external_workers_matches_direct(tmp_path, long_for
                                      "job_endpoint": "embed", "environment_config": worker_pool}
     assert record["counts"]["transcripts"] == 3 and record["counts"]["failures"] == 1
 
-
-def test_sdk_workers_live_through_a_portable_job_unless_told_otherwise():
-    from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions
-
-    from beam_pipeline.pipeline import SDK_WORKER_CACHE_MS, keep_sdk_workers
-
-    def cache_ms(*args):
-        options = PipelineOptions(list(args))
-        keep_sdk_workers(options, list(args))
-        return int(options.view_as(PortableOptions).environment_cache_millis)
-
-    assert cache_ms("--runner=SparkRunner") == cache_ms("--runner=FlinkRunner") == SDK_WORKER_CACHE_MS
-    assert cache_ms("--runner=SparkRunner", "--environment_cache_millis=0") == 0  # the user's choice stands
-    assert cache_ms("--runner=DirectRunner") == cache_ms() == 0

@@ -103,12 +103,6 @@ def _finished_jobs(engine: str) -> int:
     return sum(a["state"] == "FINISHED" for a in apps)
 
 
-def _sdk_workers_started(engine: str) -> int:
-    """How many SDK workers the cluster's worker pool has started (its log says each)."""
-    log = local_cluster._state(engine.split("-")[0]) / "log" / "worker_pool.out"
-    return log.read_text(errors="replace").count("Starting worker") if log.exists() else 0
-
-
 def _own_job_servers() -> set:
     """Beam's job-server JVMs that a command started for itself (their artifacts in a temp folder)."""
     found = set()
@@ -129,11 +123,8 @@ def test_every_engine_writes_direct_runners_records(request, index, direct, tmp_
     before = _finished_jobs(engine)
     out = tmp_path / "out"
     job_servers = _own_job_servers()
-    workers = _sdk_workers_started(engine)
     rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", *ENGINES[engine])
     assert rc == 0, stderr[-3000:]
-    if engine == "spark-external":  # one SDK worker for the whole job, not one per stage (it was 14)
-        assert _sdk_workers_started(engine) - workers == 1
     assert _own_job_servers() <= job_servers  # a job server the command started ended with it
     assert _finished_jobs(engine) == before + 1  # the engine's own API: the job ran there and FINISHED
     assert _records(out) == direct["records"]
