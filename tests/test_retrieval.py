@@ -191,30 +191,41 @@ def test_chunks_come_from_packed_shards_and_bad_records_are_counted(tmp_path):
 
 # -- evaluation
 
-def test_a_chunk_embeds_the_same_alone_and_batched_with_longer_chunks():
-    """The audio tower runs each batch at its longest chunk's length, padding masked out of attention
-    and pooling: a chunk's embedding does not depend on its batch (float32: within 1e-5)."""
+def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
+    """Packed back to back with others (in one row or across rows), padded to its batch's longest,
+    padded to 30 s, or alone: a chunk's embedding is the same (float32: within 1e-5), gradients too."""
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    from asr_distill.retrieval.model import AudioTower
+    from asr_distill.retrieval import model as rmodel
+    from asr_distill.retrieval.model import AudioTower, pack_rows
 
     torch.manual_seed(0)
     encoder = WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=4,
                                            encoder_ffn_dim=128, num_mel_bins=80)).eval()
-    tower = AudioTower(encoder).eval()
-    frames = [100, 231, 500]  # 1 s, 2.31 s (odd: the stride-2 conv's last step), 5 s
+    frames = [100, 231, 500, 77, 402]  # 1 s, 2.31 s (odd: the stride-2 conv's last step), 5 s, ...
     mels = [torch.randn(80, n) for n in frames]
+    batch = torch.zeros(len(frames), 80, max(frames))
+    for i, m in enumerate(mels):
+        batch[i, :, :m.shape[1]] = m
+    lengths = torch.tensor(frames)
+    tower = {way: AudioTower(encoder, way).eval() for way in ("packed", "padded", "pad30")}
     with torch.no_grad():
-        alone = torch.cat([tower(m[None], torch.tensor([n])) for m, n in zip(mels, frames)])
-        batch = torch.zeros(3, 80, max(frames))
-        for i, m in enumerate(mels):
-            batch[i, :, :m.shape[1]] = m
-        together = tower(batch, torch.tensor(frames))
-        padded_to_5s = tower(F.pad(mels[0], (0, 400))[None], torch.tensor([100]))
-    assert torch.allclose(alone, together, atol=1e-5)
-    assert torch.allclose(alone[:1], padded_to_5s, atol=1e-5)
+        alone = torch.cat([tower["padded"](m[None], torch.tensor([n])) for m, n in zip(mels, frames)])
+        ways = {way: t(batch, lengths) for way, t in tower.items()}
+        monkeypatch.setattr(rmodel, "PACK_POSITIONS", 260)  # rows of 5.2 s: the 5 s chunk alone, others shared
+        assert pack_rows([(n + 1) // 2 for n in frames], 260).n_rows == 3
+        ways["packed in 3 rows"] = tower["packed"](batch, lengths)
+    for way, got in ways.items():
+        assert torch.allclose(alone, got, atol=1e-5), way
     assert not torch.allclose(alone[0], alone[1], atol=1e-2)  # and the chunks do differ
+    grads = {}
+    for way in ("packed", "padded"):
+        mel = batch.clone().requires_grad_(True)
+        tower[way](mel, lengths)[[0, 3]].sum().backward()
+        grads[way] = mel.grad
+    assert torch.allclose(grads["packed"], grads["padded"], atol=1e-5)
+    assert grads["packed"][1:3].abs().max() == 0  # nothing flows between chunks packed together
 
 
 def test_recall_against_the_whole_glossary_in_blocks():

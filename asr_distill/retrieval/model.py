@@ -2,10 +2,18 @@
 
 Audio: a Whisper-style encoder (Whisper's own, or Qwen2-Audio's, which has the same layers) run on
 the chunk's own frames: its modules are called directly with the positional table sliced to the
-chunk's length (Hugging Face's forward accepts only 30 s windows), padding masked out of attention,
-and the output mean-pooled over the chunk's own frames. LoRA (peft) on the attention projections;
-everything else of the tower is frozen. The embedding comes from a forward pass with gradients, not
-from generation, and from the audio tower, not a language model.
+chunk's length (Hugging Face's forward accepts only 30 s windows), and the output mean-pooled over the
+chunk's own frames. The convolutions run on the batch padded to its longest chunk; then the chunks'
+frames are packed back to back into rows of PACK_POSITIONS (10 s; a longer chunk gets a row of its own)
+and the transformer layers run on those rows with attention kept inside each chunk (a block-diagonal
+mask: PyTorch SDPA), so short chunks cost their own length, not 30 s nor the batch's longest. A
+chunk's embedding does not depend on how it was batched or packed (tests/test_retrieval.py).
+The two other ways of batching, for comparison (`model.batching`, benchmarks/retriever_speed.py):
+`padded`, the layers on the batch padded to its longest chunk (padding masked out), and `pad30`, every
+chunk padded to 30 s as Hugging Face's feature extractor does (padding masked out too, so the
+embeddings are the same; the seed's trainer paid for this). LoRA (peft) on the attention projections; everything else of the tower is
+frozen. The embedding comes from a forward pass with gradients, not from generation, and from the
+audio tower, not a language model.
 
 Text: a sentence encoder (BERT-style, mean pooled), frozen; its embeddings of every glossary term
 and transcript are made once and cached, so a step costs only the trainable text head.
@@ -19,13 +27,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 MAX_LOGIT_SCALE = 100.0
+PACK_POSITIONS = 500  # encoder positions (20 ms each) per packed row: 10 s
+BATCHING = ("packed", "padded", "pad30")
 
 
 def default_text_model() -> str:
@@ -61,18 +71,25 @@ def load_audio_encoder(path: str) -> nn.Module:
 
 
 class AudioTower(nn.Module):
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, batching: str = "packed"):
         super().__init__()
+        if batching not in BATCHING:
+            raise ValueError(f"batching {batching!r}: one of {BATCHING}")
         self.encoder = encoder
         self.width = encoder.config.d_model
+        self.n_mels = encoder.config.num_mel_bins
+        self.batching = batching
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, T) padded, frames (B,) each chunk's own frame count -> (B, width)."""
         enc = self.encoder
+        frames = frames.to(mel.device)
+        if self.batching == "pad30":
+            mel = F.pad(mel, (0, 2 * enc.embed_positions.weight.shape[0] - mel.shape[2]))
         x = F.gelu(enc.conv1(mel.to(enc.conv1.weight.dtype)))
         # zero past each chunk's own frames, as when it runs alone: the stride-2 conv's last step of a
         # chunk of odd length would otherwise read the padding's conv1 output (3e-4 off, measured)
-        own_frames = torch.arange(x.shape[2], device=x.device)[None, :] < frames.to(x.device)[:, None]
+        own_frames = torch.arange(x.shape[2], device=x.device)[None, :] < frames[:, None]
         x = x * own_frames[:, None, :].to(x.dtype)
         x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, T/2, width)
         steps = x.shape[1]
@@ -80,15 +97,55 @@ class AudioTower(nn.Module):
             raise ValueError(f"{steps * 2} mel frames is longer than the encoder's 30 s window")
         x = x + enc.embed_positions.weight[:steps]
         x = F.dropout(x, p=enc.config.dropout, training=self.training)
-        own = torch.arange(steps, device=x.device)[None, :] < ((frames.to(x.device) + 1) // 2)[:, None]
+        lengths = (frames + 1) // 2
+        own = torch.arange(steps, device=x.device)[None, :] < lengths[:, None]  # (B, T/2)
+        if self.batching == "packed":
+            at = pack_rows(lengths.tolist(), max(PACK_POSITIONS, steps))
+            rows, cols = at.rows.to(x.device), at.cols.to(x.device)
+            packed = x.new_zeros(at.n_rows, at.width, x.shape[2])
+            packed[rows, cols] = x[own]  # each chunk's frames in order, chunk after chunk
+            segment = torch.full((at.n_rows, at.width), -1, device=x.device)
+            segment[rows, cols] = torch.repeat_interleave(torch.arange(len(lengths), device=x.device), lengths)
+            same = segment[:, :, None] == segment[:, None, :]  # padding slots (-1) see each other only
+            mask = torch.zeros(same.shape, dtype=x.dtype, device=x.device).masked_fill(~same, torch.finfo(x.dtype).min)
+            out = enc.layer_norm(self._layers(packed, mask[:, None]))[rows, cols]  # (frames of all chunks, width)
+            chunk = torch.repeat_interleave(torch.arange(len(lengths), device=x.device), lengths)
+            sums = out.new_zeros(len(lengths), out.shape[1]).index_add_(0, chunk, out)
+            return sums / lengths[:, None].to(out.dtype)
         mask = torch.zeros(own.shape, dtype=x.dtype, device=x.device).masked_fill(~own, torch.finfo(x.dtype).min)
-        mask = mask[:, None, None, :]  # (B, 1, 1, T/2): no frame attends to padding
-        for layer in enc.layers:
-            out = layer(x, mask)
-            x = out[0] if isinstance(out, tuple) else out
-        x = enc.layer_norm(x)
+        x = enc.layer_norm(self._layers(x, mask[:, None, None, :]))  # (B, 1, 1, T/2): no frame attends to padding
         weights = own.to(x.dtype)[:, :, None]
         return (x * weights).sum(1) / weights.sum(1)
+
+    def _layers(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for layer in self.encoder.layers:
+            out = layer(x, mask)
+            x = out[0] if isinstance(out, tuple) else out
+        return x
+
+
+class PackedRows(NamedTuple):
+    rows: torch.Tensor  # (total frames,) the row of each chunk's frames, chunk after chunk
+    cols: torch.Tensor  # (total frames,) their place in the row
+    n_rows: int
+    width: int
+
+
+def pack_rows(lengths: Sequence[int], width: int) -> PackedRows:
+    """First-fit decreasing: each chunk's frames back to back in the first row with room."""
+    free: list[int] = []
+    start = [0] * len(lengths)
+    row_of = [0] * len(lengths)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, room in enumerate(free) if room >= lengths[i]), None)
+        if row is None:
+            free.append(width)
+            row = len(free) - 1
+        start[i], row_of[i] = width - free[row], row
+        free[row] -= lengths[i]
+    rows = torch.cat([torch.full((n,), row_of[i]) for i, n in enumerate(lengths)])
+    cols = torch.cat([torch.arange(start[i], start[i] + n) for i, n in enumerate(lengths)])
+    return PackedRows(rows, cols, len(free), width)
 
 
 class TextTower(nn.Module):
@@ -161,7 +218,7 @@ def add_lora(tower: AudioTower, r: int, alpha: int, dropout: float, targets: Seq
 
 def build(cfg, device: Optional[torch.device] = None) -> tuple[Retriever, TextTower]:
     """The retriever and the text tower of a RetrieverConfig's model section."""
-    tower = AudioTower(load_audio_encoder(cfg.audio_model))
+    tower = AudioTower(load_audio_encoder(cfg.audio_model), cfg.batching)
     add_lora(tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
     text = TextTower(cfg.text_model or default_text_model())
     model = Retriever(tower, text.width, cfg.dim, cfg.temperature)

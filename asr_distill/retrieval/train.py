@@ -143,7 +143,7 @@ class Trainer:
 
     def train_epoch(self) -> dict:
         cfg = self.cfg
-        dataset = rdata.ChunkDataset(self.train_set.chunks, cfg.data.max_chunk_s)
+        dataset = rdata.ChunkDataset(self.train_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = rdata.loader(dataset, cfg.data.batch_size, cfg.data.num_workers, shuffle=True,
                                seed=cfg.train.seed, rank=self.rank, world=self.world, epoch=self.epoch)
         sums: dict = {}
@@ -176,7 +176,7 @@ class Trainer:
 
     def evaluate(self) -> dict:
         cfg = self.cfg
-        dataset = rdata.ChunkDataset(self.test_set.chunks, cfg.data.max_chunk_s)
+        dataset = rdata.ChunkDataset(self.test_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                               collate_fn=rdata.collate)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()

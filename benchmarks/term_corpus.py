@@ -1,0 +1,144 @@
+"""A term-chunk corpus for the retriever's full run (issue 26): glossary terms said by espeak-ng in
+carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`'s data section).
+
+  python benchmarks/term_corpus.py --out DIR [--terms 600] [--unseen 100] [--distractors 400] [--seed 0]
+
+Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
+(glossary-like: real but not everyday), no two that espeak-ng pronounces the same. Of the spoken
+terms, `--unseen` are held out entirely (test only); `--distractors` more are in the glossary and
+never spoken, so each chunk is ranked against the whole glossary (terms + distractors).
+
+Train: every seen term in each of six voices (voice, variant, rate, pitch), each time in a carrier
+phrase drawn from six; no-term chunks (phrases without a term) at 1 in 10. Test: every spoken term
+(seen and unseen) in two voices never heard in training, in carriers of their own.
+
+Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl and
+DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
+DIR/glossary.json ({"terms": [...]}) and DIR/corpus.json (what was made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import wave
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155, 60), ("en-us+m7", 185, 45),
+                ("en-029+f4", 150, 55), ("en-gb-x-gbclan+m2", 175, 50)]
+TEST_VOICES = [("en-gb-scotland+m4", 165, 50), ("en-us-nyc+f3", 170, 58)]  # never heard in training
+TRAIN_CARRIERS = ["{t}", "the {t}", "we need the {t} now", "say {t} again", "a {t} is here", "I like {t}"]
+TEST_CARRIERS = ["this is the {t}", "{t} please", "about {t} today"]
+NO_TERM = ["good morning everyone", "thank you very much", "see you next week", "that is all for today",
+           "let us begin", "any questions so far", "one more time", "I will be right back",
+           "can you hear me", "we are almost done", "please sit down", "not at all"]
+
+
+def pick_terms(n: int, seed: int) -> list[str]:
+    """n distinct words, no two pronounced alike by espeak-ng."""
+    from wordfreq import top_n_list
+
+    words = [w for w in top_n_list("en", 40000)[1500:] if w.isascii() and w.isalpha() and 6 <= len(w) <= 12]
+    random.Random(seed).shuffle(words)
+    words = words[: n * 2]
+    phonemes = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us"], input="".join(w + ".\n" for w in words),
+                              capture_output=True, text=True, check=True).stdout.split()
+    if len(phonemes) != len(words):  # one clause per line; if espeak-ng merged any, keep the spellings only
+        phonemes = words
+    seen, out = set(), []
+    for word, ph in zip(words, phonemes):
+        if ph not in seen and word not in out:
+            seen.add(ph)
+            out.append(word)
+        if len(out) == n:
+            return out
+    raise SystemExit(f"only {len(out)} distinct terms found")
+
+
+def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
+    """16 kHz int16 samples (espeak-ng speaks at 22.05 kHz; resampled by linear interpolation)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", tmp.name, text],
+                       check=True, capture_output=True)
+        with wave.open(tmp.name) as w:
+            src_rate = w.getframerate()
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32)
+    n = int(len(pcm) * 16000 / src_rate)
+    out = np.interp(np.arange(n) * (src_rate / 16000), np.arange(len(pcm)), pcm)
+    return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def plan(terms: list[str], unseen: int, seed: int) -> tuple[list[dict], list[dict]]:
+    rng = random.Random(seed)
+    seen_terms, unseen_terms = terms[unseen:], terms[:unseen]
+    train, test = [], []
+    for v, (voice, rate, pitch) in enumerate(TRAIN_VOICES):
+        speaker = f"train{v}:{voice}"
+        for t in seen_terms:
+            text = rng.choice(TRAIN_CARRIERS).format(t=t)
+            train.append({"key": f"{t}-{v}", "term": t, "terms": [t], "text": text, "speaker": speaker,
+                          "_say": (text, voice, rate, pitch)})
+        for i in range(len(seen_terms) // 10):
+            text = NO_TERM[(i + v) % 8]
+            train.append({"key": f"none{i}-{v}", "term": None, "terms": [], "text": text, "speaker": speaker,
+                          "_say": (text, voice, rate, pitch)})
+    for v, (voice, rate, pitch) in enumerate(TEST_VOICES):
+        speaker = f"test{v}:{voice}"
+        for t in terms:
+            text = rng.choice(TEST_CARRIERS).format(t=t)
+            test.append({"key": f"{t}-test{v}", "term": t, "terms": [t], "text": text, "speaker": speaker,
+                         "_say": (text, voice, rate, pitch)})
+        for i, text in enumerate(NO_TERM[8:]):
+            test.append({"key": f"none{i}-test{v}", "term": None, "terms": [], "text": text, "speaker": speaker,
+                         "_say": (text, voice, rate, pitch)})
+    return train, test
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--terms", type=int, default=600, help="spoken terms (seen + unseen)")
+    ap.add_argument("--unseen", type=int, default=100, help="spoken terms held out of training")
+    ap.add_argument("--distractors", type=int, default=400, help="glossary terms never spoken")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=4)
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    words = pick_terms(args.terms + args.distractors, args.seed)
+    spoken, distractors = words[: args.terms], words[args.terms:]
+    train, test = plan(spoken, args.unseen, args.seed)
+    rows = train + test
+    with ThreadPoolExecutor(args.workers) as pool:
+        audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
+    at = 0
+    with open(args.out / "shard-0.dat", "wb") as f:
+        for row, pcm in zip(rows, audio):
+            data = pcm.tobytes()
+            f.write(data)
+            row["uri"] = f"shard-0.dat#offset={at}&length={len(data)}"
+            at += len(data)
+            del row["_say"]
+    for name, part in (("train", train), ("test", test)):
+        (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    glossary = sorted(spoken + distractors)
+    (args.out / "glossary.json").write_text(json.dumps({"terms": glossary}, indent=0))
+    seconds = [len(a) / 16000 for a in audio]
+    info = {"glossary_terms": len(glossary), "spoken_terms": len(spoken), "unseen_terms": args.unseen,
+            "distractors": len(distractors), "train_chunks": len(train), "test_chunks": len(test),
+            "train_voices": [v[0] for v in TRAIN_VOICES], "test_voices": [v[0] for v in TEST_VOICES],
+            "chunk_s": {"min": round(min(seconds), 2), "mean": round(float(np.mean(seconds)), 2),
+                        "max": round(max(seconds), 2)}, "audio_s": round(sum(seconds), 1), "seed": args.seed}
+    (args.out / "corpus.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
