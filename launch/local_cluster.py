@@ -315,12 +315,14 @@ def flink_up(slots: int = 2) -> None:
 
 
 def worker_pool_up(name: str) -> None:
-    """Beam's Python worker pool (the EXTERNAL environment), with this interpreter's packages."""
+    """The Python worker pool of the EXTERNAL environment (Beam's service; SDK workers forked from a
+    process that has imported Beam, torch and the transforms: beam_pipeline/worker_pool.py), with this
+    interpreter's packages."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     port = WORKER_POOLS[name]
-    pid = _start(name, "worker_pool", [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                                       f"--service_port={port}"], env=env)
+    pid = _start(name, "worker_pool", [sys.executable, "-m", "beam_pipeline.worker_pool", f"--service_port={port}"],
+                 env=env)
     _wait("Beam worker pool", lambda: _listening(port), pids=[pid], log=_state(name) / "log" / "worker_pool.out")
 
 

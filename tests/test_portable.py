@@ -27,9 +27,9 @@ def worker_pool(tmp_path):
     port = _free_port()
     # The pool starts SDK workers with `python` from PATH: the venv's must come first.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    pool = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+    pool = subprocess.Popen([sys.executable, "-m", "beam_pipeline.worker_pool",
                              f"--service_port={port}"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=open(tmp_path / "pool.log", "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with socket.socket() as s:

@@ -198,13 +198,20 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def test_an_sdk_worker_killed_mid_job(flink, tmp_path, long_forms):
     def kill():
         pool = local_cluster._pids("flink")["worker_pool"]
         deadline = time.monotonic() + 60
-        while True:  # the pool starts each SDK worker as `python -c "...SdkHarness(...).run()"`
+        while True:  # the pool forks each SDK worker from its forkserver, named beam-sdk-worker
             below = subtree(pool, children_by_parent())[1:]
-            workers = [p for p in below if b"SdkHarness" in _cmdline(p)]
+            workers = [p for p in below if _comm(p) == "beam-sdk-worker"]
             if workers or time.monotonic() > deadline:
                 break
             time.sleep(0.1)

@@ -1,0 +1,113 @@
+"""Beam's worker pool for the EXTERNAL environment, with SDK workers forked from a warm process.
+
+  python -m beam_pipeline.worker_pool --service_port=50000
+
+The same gRPC service as Beam's `apache_beam.runners.worker.worker_pool_main` (a Flink or Spark task
+asks it for an SDK worker, then talks to that worker itself), with one difference: Beam's pool starts
+each SDK worker as a new `python -c ...` process, which imports Beam, torch and this pipeline's
+transforms again (about 5 CPU-s) before its first bundle, and portable runners start a worker for
+every stage of every task (the Spark runner started 14 for the 3-file demo job). Here each worker is
+forked from a server process (multiprocessing's forkserver) that imported all of that once, so a
+worker starts in milliseconds; it is still a process of its own, which a runner can lose and the job
+survive (tests/test_runners.py kills one). Worker processes are named `beam-sdk-worker`
+(/proc/PID/comm).
+
+The forkserver imports modules only (no threads, no gRPC channels, no models): the workers load
+models in their DoFns' setup, as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import multiprocessing
+import subprocess
+import sys
+import time
+import traceback
+
+from apache_beam.portability.api import beam_fn_api_pb2
+from apache_beam.runners.worker import worker_pool_main
+
+log = logging.getLogger("beam_pipeline.worker_pool")
+
+# What an SDK worker imports to run this pipeline's stages, imported once by the forkserver.
+PRELOAD = ["apache_beam.runners.worker.sdk_worker", "apache_beam.transforms.core", "numpy", "torch",
+           "beam_pipeline.pipeline", "transforms.decode", "transforms.vad", "transforms.segments",
+           "transforms.inference", "transforms.reassemble", "transforms.write", "transforms.admit",
+           "transforms.read_index"]
+WORKER_NAME = b"beam-sdk-worker"  # 15 bytes: what the kernel keeps of a process name
+
+
+def _name_process(name: bytes) -> None:
+    try:
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):  # not Linux: the name is cosmetic
+        pass
+
+
+def run_worker(control_url: str, worker_id: str, state_cache_size: int, data_buffer_time_limit_ms: int) -> None:
+    """In the forked process: one SDK harness, as Beam's pool runs it in `python -c`."""
+    _name_process(WORKER_NAME)
+    from apache_beam.runners.worker.sdk_worker import SdkHarness
+
+    SdkHarness(control_url, worker_id=worker_id, state_cache_size=state_cache_size,
+               data_buffer_time_limit_ms=data_buffer_time_limit_ms).run()
+
+
+class _Forked:
+    """A forked worker as Beam's pool handles a subprocess (terminate, wait with a timeout, kill)."""
+
+    def __init__(self, process: multiprocessing.Process):
+        self.process = process
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"sdk worker {self.process.pid}", timeout)
+        return self.process.exitcode
+
+
+class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
+    def StartWorker(self, request, unused_context):  # noqa: N802 (the gRPC method's name)
+        from beam_pipeline.worker_pool import run_worker as target  # by its module's name, even under -m
+
+        try:
+            context = multiprocessing.get_context("forkserver")
+            process = context.Process(
+                target=target, name=f"sdk-worker-{request.worker_id}",
+                args=(request.control_endpoint.url, request.worker_id, self._state_cache_size,
+                      self._data_buffer_time_limit_ms))
+            process.start()
+            self._worker_processes[request.worker_id] = _Forked(process)
+            log.info("SDK worker %s: pid %d", request.worker_id, process.pid)
+            return beam_fn_api_pb2.StartWorkerResponse()
+        except Exception:  # the runner shows this to the user
+            return beam_fn_api_pb2.StartWorkerResponse(error=traceback.format_exc())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m beam_pipeline.worker_pool", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--service_port", type=int, required=True, help="the port EXTERNAL's environment_config names")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(0,)).start()  # warm it now
+    address, server = ForkingWorkerPool.start(use_process=True, port=args.service_port)
+    log.info("worker pool at %s; SDK workers forked from a process with %s imported", address, ", ".join(PRELOAD))
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
