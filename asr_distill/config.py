@@ -201,6 +201,24 @@ class CostConfig(_Section):
         "the forecast uses (when segment_audio_s_per_gpu_s is not given).")
 
 
+class TermsConfig(_Section):
+    """Term chunks for the retriever (`--glossary`; asr_distill/terms.py, transforms/terms.py)."""
+
+    context_s: float = Field(1.0, ge=0, description="Words within this many seconds of a term go into its chunk.")
+    max_chunk_s: float = Field(5.0, gt=0, le=30, description="No chunk is longer (context words are left out first).")
+    margin_s: float = Field(0.25, ge=0, description="Audio kept before a chunk's first word and after its last "
+                            "(word times from alignment are off by about 0.15 s: benchmarks/RESULTS.md).")
+    no_term_ratio: float = Field(0.1, ge=0, description="No-term chunks per term chunk (a segment without a term "
+                                 "gets one with this probability).")
+    no_term_s: float = Field(2.0, gt=0, description="Length of a no-term chunk (whole words, about this long).")
+    align_model: Optional[str] = Field(None, description="CTranslate2 Whisper directory that times the words of "
+                                       "segments with a term (forced alignment of the text the backend wrote); "
+                                       "None: the embedded Whisper base.")
+    align_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where alignment runs.")
+    shard_mb: int = Field(64, ge=1, description="Chunk audio is written to packed shards of about this size "
+                          "(term-shards/ beside the outputs), each before the texts that point into it.")
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     audio: AudioConfig = AudioConfig()
@@ -211,6 +229,7 @@ class Config(_Section):
     filters: FiltersConfig = FiltersConfig()
     metrics: MetricsConfig = MetricsConfig()
     cost: CostConfig = CostConfig()
+    terms: TermsConfig = TermsConfig()
 
     def digest(self) -> str:
         """Stable short hash of the effective config, recorded in run.json."""

@@ -151,6 +151,7 @@ class SegmentText:
     text: str
     signals: dict[str, Any] = field(default_factory=dict)
     parts: tuple = ()
+    chunks: Optional[dict] = None  # with --glossary: its term chunks and skipped hits (transforms/terms.py)
 
     def to_json(self) -> dict:
         out = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,

@@ -20,5 +20,8 @@ class DistillOptions(PipelineOptions):
                             "record (default: try them again).")
         parser.add_argument("--stop_after", choices=["segment"], default=None,
                             help="'segment': write segments-*.jsonl instead of transcribing.")
+        parser.add_argument("--glossary", default=None,
+                            help="Glossary JSON (a list of terms, or {terms, alt2main}): also cut term chunks for "
+                            "the retriever (term_chunks-*.jsonl and term-shards/ in --output).")
         parser.add_argument("--quiet", action="store_true", default=False,
                             help="No live progress line (for CI logs); the summary at the end is still printed.")

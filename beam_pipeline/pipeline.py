@@ -23,8 +23,10 @@ from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOpti
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
 from asr_distill.cost import cost_section, engine_usage, predict, take_cpu_s
+from asr_distill.glossary import Glossary, GlossaryError
 from asr_distill.oss import OssConfigError
 from asr_distill.redact import redact
+from asr_distill.terms import terms_digest, terms_section
 from beam_pipeline import job_servers
 from beam_pipeline.options import DistillOptions
 from beam_pipeline.progress import ProgressLine
@@ -38,13 +40,14 @@ from transforms.read_index import ReadIndex
 from transforms.reassemble import Reassemble
 from transforms.resume import SET_ASIDE, before_dir, read_committed
 from transforms.segments import CutSegments
+from transforms.terms import chunk_records
 from transforms.vad import DetectSpeech
 from transforms.progress import tap
 from transforms.write import WriteFailures, WriteJsonl, work_path
 
 log = logging.getLogger(__name__)
 
-OUTPUT_KINDS = ("transcripts", "failures", "segments", "filtered")
+OUTPUT_KINDS = ("transcripts", "failures", "segments", "filtered", "term_chunks")
 LOST_DIR = "lost"  # under OUTPUT/_work: the segments of batches that failed the job
 
 
@@ -62,8 +65,10 @@ def _segment_row(seg) -> dict:
 
 def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
           stop_after: Optional[str] = None, resume: bool = False,
-          skip_failed: bool = False, progress: bool = False) -> dict[str, beam.PCollection]:
-    """The whole graph: every index row ends in one committed transcript or failure record.
+          skip_failed: bool = False, progress: bool = False,
+          glossary: Optional[Glossary] = None) -> dict[str, beam.PCollection]:
+    """The whole graph: every index row ends in one committed transcript or failure record; with a
+    glossary, the term chunks of its segments' texts go to term_chunks-*.jsonl (and term-shards/).
 
     Returns what gets written, by output kind (tests check these with assert_that)."""
     retry = cfg.data.retry_policy()
@@ -86,7 +91,8 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         # Read -> decode -> VAD -> segments -> inference is one fused stage: the engine gets requests
         # while other files are still decoding, and audio never crosses a shuffle. Segments whose
         # texts were committed before an interruption are not cut out again (Admit, on --resume).
-        asr = cut.segments | "Inference" >> Transcribe(cfg.inference, work_path(output, LOST_DIR))
+        terms = (glossary, cfg.terms) if glossary is not None else None
+        asr = cut.segments | "Inference" >> Transcribe(cfg.inference, work_path(output, LOST_DIR), terms, output)
         count(asr.texts, "transcribed")
         asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
         texts = (asr.texts, admitted.reused) | "AllTexts" >> beam.Flatten()
@@ -95,17 +101,49 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         failures += [asr.failures, done.failures]
         count(done.transcripts, "transcripts")
         written["transcripts"], written["filtered"] = done.transcripts, done.filtered
+        # A file's term chunks ride on its segments' texts (reused ones too) and share its bucket,
+        # committed before its transcript: a committed transcript has all of them, once.
+        written["term_chunks"] = texts | "TermChunkRecords" >> beam.FlatMap(chunk_records)
         # A file's filtered segments and its transcript share a key, so a bucket of the writer, and a
         # bucket writes filtered before transcripts: a transcript is never committed without them;
         # filtered lines committed without theirs are replaced on resume.
         ((done.filtered, carried_lines(admitted.carried, "filtered")) | "AllFiltered" >> beam.Flatten()
          | "NameFiltered" >> beam.Map(lambda r: ("filtered", r)),
+         (written["term_chunks"], carried_lines(admitted.carried, "term_chunks")) | "AllTermChunks" >> beam.Flatten()
+         | "NameTermChunks" >> beam.Map(lambda r: ("term_chunks", r)),
          done.transcripts | "NameTranscripts" >> beam.Map(lambda r: ("transcripts", r))) \
-            | "Results" >> beam.Flatten() | "WriteTranscripts" >> write(("filtered", "transcripts"))
+            | "Results" >> beam.Flatten() | "WriteTranscripts" >> write(("filtered", "term_chunks", "transcripts"))
     written["failures"] = failures | "AllFailures" >> beam.Flatten()
     count(written["failures"], "failures", lambda f: {"failed_files": int(f.segment_index is None)})
     (*failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
     return written
+
+
+def _glossary(opts: argparse.Namespace) -> Optional[Glossary]:
+    """--glossary, read and checked before anything runs (a bad one is a UsageError)."""
+    if not opts.glossary:
+        return None
+    if opts.stop_after:
+        raise UsageError("--glossary needs transcripts: it does not apply to --stop_after=segment")
+    try:
+        with FileSystems.open(opts.glossary) as f:
+            data = f.read()
+    except (OSError, BeamIOError) as err:
+        raise UsageError(f"cannot read --glossary={redact(opts.glossary)}: {type(err).__name__}") from None
+    try:
+        return Glossary.from_json(json.loads(data.decode("utf-8")), redact(opts.glossary))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UsageError(f"--glossary={redact(opts.glossary)} is not JSON: {err}") from None
+    except GlossaryError as err:
+        raise UsageError(str(err)) from None
+
+
+def _term_chunk_lines(output: str):
+    for path in _match(FileSystems.join(output, "term_chunks-*.jsonl")):
+        with FileSystems.open(path) as f:
+            for line in f.read().decode("utf-8").splitlines():
+                if line.strip():
+                    yield json.loads(line)
 
 
 def _match(pattern: str) -> list[str]:
@@ -123,7 +161,7 @@ def _results(output: str) -> list[str]:
     return [path for kind in OUTPUT_KINDS for path in _match(FileSystems.join(output, f"{kind}-*.jsonl"))]
 
 
-def _check_inputs(opts: argparse.Namespace, cfg: Config) -> None:
+def _check_inputs(opts: argparse.Namespace, digest: str) -> None:
     if not opts.input_index or not opts.output:
         raise UsageError("both --input_index and --output are required")
     if not _match(opts.input_index):
@@ -143,18 +181,19 @@ def _check_inputs(opts: argparse.Namespace, cfg: Config) -> None:
     if interrupted:
         with FileSystems.open(work_path(opts.output, "run.json")) as f:
             before = json.load(f).get("work_digest")
-        if before != cfg.work_digest():
+        if before != digest:
             raise UsageError("the config changed since the interrupted run (VAD, segmenting or inference "
-                             "settings): resume with the same config, or write to a new --output directory")
+                             "settings, or the glossary and terms settings): resume with the same config, "
+                             "or write to a new --output directory")
 
 
-def start_work(output: str, cfg: Config, resume: bool) -> None:
+def start_work(output: str, digest: str, resume: bool) -> None:
     """Marks the output dir as holding a run in progress; on resume, sets earlier failures aside.
 
     Admit carries the old failure records of keys that stay done and drops those of keys processed
     again, so the finished directory holds each record once. Moving files is O(files), not O(keys).
     """
-    write_json(work_path(output, "run.json"), {"work_digest": cfg.work_digest()})
+    write_json(work_path(output, "run.json"), {"work_digest": digest})
     if not resume:
         return
     for kind in SET_ASIDE:
@@ -375,7 +414,9 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     options = PipelineOptions(beam_args)
     cfg = load_config(opts.config).with_backend(opts.backend)
     use_oss_settings(options, cfg)
-    _check_inputs(opts, cfg)
+    glossary = _glossary(opts)
+    digest = cfg.work_digest() if glossary is None else f"{cfg.work_digest()}-{terms_digest(glossary, cfg.terms)}"
+    _check_inputs(opts, digest)
     rate = forecast_rate(cfg) if opts.stop_after == "segment" else None
     workers = use_local_cores(options, cfg, beam_args) if test_pipeline is None else None
     quiet_local_workers(options, beam_args)
@@ -385,14 +426,15 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     p = test_pipeline or beam.Pipeline(options=options)
-    start_work(opts.output, cfg, opts.resume)
+    start_work(opts.output, digest, opts.resume)
     environment = describe_environment(options)
     if workers:
         log.warning("vllm on DirectRunner: front end in %d worker processes, one per core "
                     "(--direct_num_workers=N --direct_running_mode=... to choose)", workers)
     # The live line needs the workers in this process: the DirectRunner's in-memory mode (its default).
     live = not opts.quiet and environment.get("running_mode") == "in_memory"
-    build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live)
+    build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live,
+          glossary=glossary)
     engines = []
     try:
         if opts.stop_after is None:
@@ -434,6 +476,8 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
     record["cost"] = run_cost(record, cfg, usage, rate)
+    if glossary is not None:
+        record["terms"] = terms_section(counters(result).get("terms", {}), _term_chunk_lines(opts.output), glossary)
     if cfg.metrics.pushgateway_url:
         record["metrics_push"] = push_run(record, cfg.metrics)
     write_json(FileSystems.join(opts.output, "run.json"), record)

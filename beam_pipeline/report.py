@@ -50,6 +50,7 @@ class RunData:
     failures: dict = field(default_factory=lambda: defaultdict(lambda: {"count": 0, "examples": []}))
     filtered_lines: int = 0
     reference_wers: list = field(default_factory=list)  # per file with a reference, kept or dropped
+    chunk_durations: list = field(default_factory=list)  # term chunks (--glossary)
 
 
 def _lines(output: str, kind: str):
@@ -101,6 +102,8 @@ def collect(output: str) -> RunData:
     if data.record.get("stop_after") == "segment":
         for seg in _lines(output, "segments"):
             _add_segment(data, seg)
+    for chunk in _lines(output, "term_chunks"):
+        data.chunk_durations.append(chunk["duration_s"])
     for fail in _lines(output, "failures"):
         entry = data.failures[(fail["stage"], fail["error_type"])]
         entry["count"] += 1
@@ -203,6 +206,8 @@ def render(data: RunData, output: str) -> str:
         summary.append(("reference WER", f"{len(data.reference_wers)} files with a reference, median "
                         f"{sorted(data.reference_wers)[len(data.reference_wers) // 2]:.3f}; within reference_wer_max "
                         f"({wer_max}): {kept} ({kept / len(data.reference_wers):.0%})"))
+    if data.chunk_durations:
+        plots.insert(3, _histogram(data.chunk_durations, "term chunk durations", "seconds"))
     config = yaml.safe_dump(r.get("config", {}), sort_keys=False)
     title = f"asr-distill run report: {redact(output)}"
     return f"""<!DOCTYPE html>
@@ -233,9 +238,29 @@ dropped to filtered-*.jsonl: {q.get('segments_dropped', 0)} ({data.filtered_line
 {_table(["rule", "outcome", "count"], quality_rows) if quality_rows else "<p>No segment broke a rule.</p>"}
 <p>Files above <code>reference_wer_max</code>: flagged {q.get('files_flagged', 0)}, dropped to filtered-*.jsonl
 {q.get('files_dropped', 0)} (of {q.get('files_with_reference', 0)} with a reference).</p>
+{_terms_html(r.get("terms"))}
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 </body></html>
 """
+
+
+def _terms_html(t: dict | None) -> str:
+    """The term chunks of a --glossary run: what a user looks at before training the retriever."""
+    if not t:
+        return ""
+    w = t["written"]
+    rows = [("glossary terms", t["glossary_terms"]), ("terms heard (with a chunk)", w["terms_heard"]),
+            ("term chunks / no-term chunks written", f"{w['term_chunks']} / {w['no_term_chunks']}"),
+            ("chunk seconds (min / median / p95 / max)", " / ".join(str(w["chunk_s"][k]) for k in ("min", "p50", "p95", "max"))),
+            ("this run: hits = chunks + skipped", f"{t['hits']} = {t['chunks']} + {sum(t['skipped'].values())} "
+             f"{json.dumps(t['skipped'])}" + ("" if t["reconciled"] else " (NOT reconciled)")),
+            ("segments aligned", f"{t['segments_aligned']} in {t['align_s']} s")]
+    never = t["never_heard"]
+    by_term = sorted(t["chunks_by_term"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return (f"<h2>Terms</h2>{_table(None, rows)}"
+            f"<p>Never heard ({never['count']}): {html.escape(', '.join(never['terms']))}"
+            f"{' ...' if never['count'] > len(never['terms']) else ''}</p>"
+            f"{_table(['term', 'chunks'], by_term[:200])}")
 
 
 def write_report(output: str) -> str:

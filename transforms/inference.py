@@ -31,13 +31,16 @@ BATCH_ERRORS = (RuntimeError, ValueError, TimeoutError, MemoryError)
 class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
     """Segments in, one Transcription or exception per segment out; a bad segment sinks only itself."""
 
-    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None):
+    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None, terms: Optional[tuple] = None):
+        """terms: (Glossary, TermsConfig) with --glossary: segments that say a term keep their audio."""
         # Fixed-size batches: BatchElements' adaptive sizing starts at one element and grows, which
         # starves a GPU engine; throughput, not latency, is what a labelling job wants.
         super().__init__(min_batch_size=cfg.batch_size, max_batch_size=cfg.batch_size)
         self._cfg = cfg
         self._model_id = model_label(cfg)
         self._lost_dir = lost_dir
+        self._terms = terms
+        self._matcher = None
 
     def load_model(self) -> ASRBackend:
         return load_backend(self._cfg)
@@ -56,8 +59,21 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
         for seg, res in zip(batch, results):
             if isinstance(res, Transcription):
                 audio_ms.inc(int(1000 * len(seg.audio) / SAMPLE_RATE))
-        # Past the model a segment is its key, index and times: no audio leaves this step.
-        return [PredictionResult(seg.without_audio(), res, model_id=self._model_id) for seg, res in zip(batch, results)]
+        # Past the model a segment is its key, index and times: no audio leaves this step, but for the
+        # segments that term chunks are cut from (--glossary), in the next fused step.
+        return [PredictionResult(seg if self._keeps_audio(seg, res) else seg.without_audio(), res,
+                                 model_id=self._model_id) for seg, res in zip(batch, results)]
+
+    def _keeps_audio(self, seg: Segment, res) -> bool:
+        if self._terms is None or not isinstance(res, Transcription):
+            return False
+        if self._matcher is None:
+            from asr_distill.terms import TermMatcher
+
+            self._matcher = TermMatcher(self._terms[0])
+        from transforms.terms import wants_audio
+
+        return wants_audio(self._matcher, self._terms[1], seg, res.text)
 
     def _note_lost(self, batch: Sequence[Segment]) -> None:
         """The job is about to fail: name the segments this batch held, for run.json (lost_segments)."""
@@ -83,6 +99,9 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
     # servers itself (asr_distill/asr/engine_server.py); any other backend loads once per process.
 
 
+TERM_AUDIO = "term_audio"
+
+
 class InferenceOutputs(NamedTuple):
     texts: beam.PCollection  # (key, SegmentText)
     failed_segments: beam.PCollection  # (key, segment index)
@@ -99,8 +118,11 @@ class _SplitResults(beam.DoFn):
         out = result.inference
         if isinstance(out, Transcription):
             Metrics.counter("inference", "segments").inc()
-            yield seg.key, SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals,
-                                       seg.parts)
+            text = SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals, seg.parts)
+            if len(seg.audio):  # kept for term chunks (--glossary)
+                yield beam.pvalue.TaggedOutput(TERM_AUDIO, (seg, text))
+            else:
+                yield seg.key, text
         else:
             yield from _segment_failed(seg, type(out).__name__, str(out) or type(out).__name__)
 
@@ -121,23 +143,33 @@ def _crashed_batch(dead_letter):
 
 
 class Transcribe(beam.PTransform):
-    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None):
-        """lost_dir: where a batch that fails the job names its segments (OUTPUT/_work/lost)."""
+    def __init__(self, cfg: InferenceConfig, lost_dir: Optional[str] = None, terms: Optional[tuple] = None,
+                 output_dir: Optional[str] = None):
+        """lost_dir: where a batch that fails the job names its segments (OUTPUT/_work/lost); terms:
+        (Glossary, TermsConfig) to cut term chunks (written under output_dir) from the texts' audio."""
         super().__init__()
         self._cfg = cfg
         self._lost_dir = lost_dir
+        self._terms = terms
+        self._output = output_dir
 
     def expand(self, segments) -> InferenceOutputs:
-        handler = KeyedModelHandler(ASRModelHandler(self._cfg, self._lost_dir))
+        handler = KeyedModelHandler(ASRModelHandler(self._cfg, self._lost_dir, self._terms))
         results, dlq = (segments
                         | "KeyBySegmentId" >> beam.Map(lambda s: (s.segment_id, s))
                         | "RunInference" >> RunInference(handler).with_exception_handling(
                             exc_class=BATCH_ERRORS))
         split = results | "Split" >> beam.ParDo(_SplitResults()).with_outputs(
-            FAILURES, FAILED_SEGMENTS, main=GOOD)
+            FAILURES, FAILED_SEGMENTS, TERM_AUDIO, main=GOOD)
+        texts = split[GOOD]
+        if self._terms is not None:
+            from transforms.terms import TermChunks
+
+            chunked = split[TERM_AUDIO] | "TermChunks" >> beam.ParDo(TermChunks(*self._terms, self._output))
+            texts = (texts, chunked) | "AllTexts" >> beam.Flatten()
         crashed = dlq.failed_inferences | "CrashedBatches" >> beam.ParDo(_crashed_batch).with_outputs(
             FAILURES, FAILED_SEGMENTS)
         failed_segments = ((split[FAILED_SEGMENTS], crashed[FAILED_SEGMENTS])
                            | "FailedSegments" >> beam.Flatten())
         failures = (split[FAILURES], crashed[FAILURES]) | "Failures" >> beam.Flatten()
-        return InferenceOutputs(split[GOOD], failed_segments, failures)
+        return InferenceOutputs(texts, failed_segments, failures)

@@ -32,7 +32,7 @@ def transcripts_glob(output: str, done: str = "transcripts") -> str:
 
 
 # Result files a resumed run moves aside and rewrites per key: they hold lines of keys done again.
-SET_ASIDE = ("failures", "filtered")
+SET_ASIDE = ("failures", "filtered", "term_chunks")
 
 
 def before_dir(output: str, kind: str) -> str:

@@ -48,13 +48,16 @@ def to_json_line(record) -> str:
 
 
 def segment_text_json(t: SegmentText) -> dict:
-    return {"key": t.key, "index": t.index, "start_s": t.start_s, "end_s": t.end_s, "text": t.text,
-            "signals": t.signals, "parts": [list(p) for p in t.parts]}
+    out = {"key": t.key, "index": t.index, "start_s": t.start_s, "end_s": t.end_s, "text": t.text,
+           "signals": t.signals, "parts": [list(p) for p in t.parts]}
+    if t.chunks is not None:
+        out["chunks"] = t.chunks
+    return out
 
 
 def segment_text_from_json(d: dict) -> SegmentText:
     return SegmentText(d["key"], d["index"], d["start_s"], d["end_s"], d["text"], d["signals"],
-                       tuple(tuple(p) for p in d["parts"]))
+                       tuple(tuple(p) for p in d["parts"]), d.get("chunks"))
 
 
 def write_then_rename(tmp: str, final: str, data: bytes) -> None:
