@@ -94,7 +94,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
         raise UsageError(f"--output={redact(opts.output)} already holds a pack ({len(done)} index files): "
                          "pass --resume to finish it or add to it, or choose a new directory")
     t0 = time.monotonic()
-    start_work(opts.output, cfg, opts.resume)
+    start_work(opts.output, cfg.work_digest(), opts.resume)
     orphans = _delete_unindexed(opts.output)
     p = test_pipeline or beam.Pipeline(options=options)
     build(p, cfg, opts.input_index, opts.output, shard_mb * 2**20, opts.resume)
