@@ -87,9 +87,12 @@ class TermMatcher:
                 at += 1
         return hits
 
+    def find_in_text(self, text: str) -> list[Hit]:
+        """The hits of an untimed text (before paying for word times, or when timing failed)."""
+        return self.find([Word(w, 0.0, 0.0) for w in text.split()])
+
     def in_text(self, text: str) -> bool:
-        """Whether any term is said in a text (before paying for word times)."""
-        return bool(self.find([Word(w, 0.0, 0.0) for w in text.split()]))
+        return bool(self.find_in_text(text))
 
 
 def plan_chunks(words: Sequence[Word], hits: Sequence[Hit], duration_s: float, context_s: float = 1.0,

@@ -24,12 +24,13 @@ import json
 import random
 import subprocess
 import sys
-import tempfile
-import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import speechgen  # noqa: E402  (the test suite's espeak-ng helpers)
 
 TRAIN_VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155, 60), ("en-us+m7", 185, 45),
                 ("en-029+f4", 150, 55), ("en-gb-x-gbclan+m2", 175, 50)]
@@ -63,41 +64,27 @@ def pick_terms(n: int, seed: int) -> list[str]:
 
 
 def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
-    """16 kHz int16 samples (espeak-ng speaks at 22.05 kHz; resampled by linear interpolation)."""
-    with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", tmp.name, text],
-                       check=True, capture_output=True)
-        with wave.open(tmp.name) as w:
-            src_rate = w.getframerate()
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float32)
-    n = int(len(pcm) * 16000 / src_rate)
-    out = np.interp(np.arange(n) * (src_rate / 16000), np.arange(len(pcm)), pcm)
-    return np.clip(out, -32768, 32767).astype(np.int16)
+    """16 kHz int16 samples of one phrase in one voice."""
+    return speechgen.speak_16k(text, voice, rate, pitch)
 
 
 def plan(terms: list[str], unseen: int, seed: int) -> tuple[list[dict], list[dict]]:
     rng = random.Random(seed)
-    seen_terms, unseen_terms = terms[unseen:], terms[:unseen]
-    train, test = [], []
-    for v, (voice, rate, pitch) in enumerate(TRAIN_VOICES):
-        speaker = f"train{v}:{voice}"
-        for t in seen_terms:
-            text = rng.choice(TRAIN_CARRIERS).format(t=t)
-            train.append({"key": f"{t}-{v}", "term": t, "terms": [t], "text": text, "speaker": speaker,
-                          "_say": (text, voice, rate, pitch)})
-        for i in range(len(seen_terms) // 10):
-            text = NO_TERM[(i + v) % 8]
-            train.append({"key": f"none{i}-{v}", "term": None, "terms": [], "text": text, "speaker": speaker,
-                          "_say": (text, voice, rate, pitch)})
-    for v, (voice, rate, pitch) in enumerate(TEST_VOICES):
-        speaker = f"test{v}:{voice}"
-        for t in terms:
-            text = rng.choice(TEST_CARRIERS).format(t=t)
-            test.append({"key": f"{t}-test{v}", "term": t, "terms": [t], "text": text, "speaker": speaker,
-                         "_say": (text, voice, rate, pitch)})
-        for i, text in enumerate(NO_TERM[8:]):
-            test.append({"key": f"none{i}-test{v}", "term": None, "terms": [], "text": text, "speaker": speaker,
-                         "_say": (text, voice, rate, pitch)})
+
+    def rows(voices, name, tag, spoken, carriers, no_term):
+        out = []
+        for v, voice in enumerate(voices):
+            speaker = f"{name}{v}:{voice[0]}"
+            said = [(f"{t}-{tag}{v}", t, rng.choice(carriers).format(t=t)) for t in spoken]
+            said += [(f"none{i}-{tag}{v}", None, text) for i, text in enumerate(no_term(v))]
+            out += [{"key": key, "term": t, "terms": [t] if t else [], "text": text, "speaker": speaker,
+                     "_say": (text, *voice)} for key, t, text in said]
+        return out
+
+    seen = terms[unseen:]  # the first `unseen` terms are said in the test voices only
+    train = rows(TRAIN_VOICES, "train", "", seen, TRAIN_CARRIERS,
+                 lambda v: [NO_TERM[(i + v) % 8] for i in range(len(seen) // 10)])
+    test = rows(TEST_VOICES, "test", "test", terms, TEST_CARRIERS, lambda v: NO_TERM[8:])
     return train, test
 
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from term_corpus import speak  # noqa: E402
+from speechgen import trim_silence  # noqa: E402  (tests/, on the path through term_corpus)
 
 from asr_distill.glossary import Glossary  # noqa: E402
 from asr_distill.models import embedded_whisper_base  # noqa: E402
@@ -46,11 +47,6 @@ VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155, 60),
           ("en-gb-scotland+m4", 165, 50), ("en-us-nyc+f3", 170, 58)]
 
 
-def _trim(pcm: np.ndarray, threshold: int = 400) -> np.ndarray:
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-    return pcm[loud[0]:loud[-1] + 1]
-
-
 def make_file(i: int):
     voice = VOICES[i % len(VOICES)]
     pieces, t, truth, text = [np.zeros(8000, np.int16)], 0.5, [], []
@@ -58,7 +54,7 @@ def make_file(i: int):
         term = TERMS[(4 * i + u) % len(TERMS)]
         before, after = CARRIERS[(u + i) % len(CARRIERS)]
         for piece in (before, term, after):
-            pcm = _trim(speak(piece, *voice))
+            pcm = trim_silence(speak(piece, *voice))
             if piece == term:
                 truth.append((term, t, t + len(pcm) / 16000))
             pieces += [pcm, np.zeros(1280, np.int16)]

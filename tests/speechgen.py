@@ -60,14 +60,27 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return jiwer.wer(normalize(reference), normalize(hypothesis))
 
 
-def _speak(text: str, voice: str, speed: int) -> tuple[np.ndarray, int]:
+def _speak(text: str, voice: str, speed: int, pitch: int | None = None) -> tuple[np.ndarray, int]:
     with tempfile.NamedTemporaryFile(suffix=".wav") as tmp:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", tmp.name, text],
-                       check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), *(["-p", str(pitch)] if pitch is not None else []),
+                        "-w", tmp.name, text], check=True, capture_output=True)
         with wave.open(tmp.name) as w:
             rate = w.getframerate()
             pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
     return pcm, rate
+
+
+def speak_16k(text: str, voice: str, speed: int, pitch: int | None = None) -> np.ndarray:
+    """16 kHz int16 samples (espeak-ng speaks at 22.05 kHz; resampled by linear interpolation)."""
+    pcm, rate = _speak(text, voice, speed, pitch)
+    n = int(len(pcm) * 16000 / rate)
+    return np.interp(np.arange(n) * (rate / 16000), np.arange(len(pcm)), pcm.astype(np.float32)).astype(np.int16)
+
+
+def trim_silence(pcm: np.ndarray, threshold: int = 400) -> np.ndarray:
+    """From the first to the last sample louder than `threshold`: where the speech is."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
+    return pcm[loud[0]:loud[-1] + 1]
 
 
 @dataclass(frozen=True)

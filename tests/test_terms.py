@@ -89,17 +89,6 @@ CARRIERS = [("yesterday we talked about the", "again in the morning"), ("please 
             ("this is a", "for everyone here"), ("I think the", "is very important")]
 
 
-def _trim(pcm: np.ndarray, threshold: int = 400) -> np.ndarray:
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
-    return pcm[loud[0]:loud[-1] + 1]
-
-
-def _say(text: str, voice: str) -> np.ndarray:
-    pcm, rate = speechgen._speak(text, voice, 160)
-    n = int(len(pcm) * 16000 / rate)
-    return _trim(np.interp(np.arange(n) * rate / 16000, np.arange(len(pcm)), pcm).astype(np.int16))
-
-
 @pytest.fixture(scope="module")
 def term_files(tmp_path_factory):
     """Two files of four utterances each: carrier + term + carrier, said apart (so each term's true
@@ -112,7 +101,7 @@ def term_files(tmp_path_factory):
             term = TERMS[4 * f + u]
             before, after = CARRIERS[(u + f) % 4]
             for text in (before, term, after):
-                pcm = _say(text, voice)
+                pcm = speechgen.trim_silence(speechgen.speak_16k(text, voice, 160))
                 if text == term:
                     truth.append((f"talk{f}", term, round(t, 3), round(t + len(pcm) / 16000, 3)))
                 pieces += [pcm, np.zeros(1280, np.int16)]  # 80 ms between words

@@ -17,7 +17,9 @@ from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
 from asr_distill.asr.engine_loop import EngineFailedError
 from asr_distill.config import InferenceConfig
 from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText
+from asr_distill.terms import TermMatcher
 from transforms.common import FAILURES, GOOD, report_cpu
+from transforms.terms import TermChunks, wants_audio
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,7 @@ class ASRModelHandler(ModelHandler[Segment, Any, ASRBackend]):
         if self._terms is None or not isinstance(res, Transcription):
             return False
         if self._matcher is None:
-            from asr_distill.terms import TermMatcher
-
             self._matcher = TermMatcher(self._terms[0])
-        from transforms.terms import wants_audio
-
         return wants_audio(self._matcher, self._terms[1], seg, res.text)
 
     def _note_lost(self, batch: Sequence[Segment]) -> None:
@@ -163,8 +161,6 @@ class Transcribe(beam.PTransform):
             FAILURES, FAILED_SEGMENTS, TERM_AUDIO, main=GOOD)
         texts = split[GOOD]
         if self._terms is not None:
-            from transforms.terms import TermChunks
-
             chunked = split[TERM_AUDIO] | "TermChunks" >> beam.ParDo(TermChunks(*self._terms, self._output))
             texts = (texts, chunked) | "AllTexts" >> beam.Flatten()
         crashed = dlq.failed_inferences | "CrashedBatches" >> beam.ParDo(_crashed_batch).with_outputs(

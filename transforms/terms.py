@@ -21,7 +21,6 @@ import uuid
 from collections import Counter
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
@@ -31,7 +30,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 from asr_distill.config import TermsConfig
 from asr_distill.glossary import Glossary
 from asr_distill.records import SAMPLE_RATE, Segment, SegmentText
-from asr_distill.terms import TermMatcher, Word, align_words, no_term_chunks, no_term_count, plan_chunks
+from asr_distill.shards import PCM_SUFFIX, ByteRange, to_pcm16
+from asr_distill.terms import TermMatcher, align_words, no_term_chunks, no_term_count, plan_chunks
 from transforms.common import report_cpu
 from transforms.write import work_path, write_then_rename
 
@@ -116,7 +116,7 @@ class TermChunks(beam.DoFn):
             words = align_words(self._model, seg.audio, text.text)
         except ALIGN_ERRORS as err:  # counted, and the text goes on without chunks
             log.warning("segment %s: word alignment failed: %s", seg.segment_id, err)
-            hits = len(self._matcher.find([Word(w, 0.0, 0.0) for w in text.text.split()]))
+            hits = len(self._matcher.find_in_text(text.text))
             return [], Counter({"align_failed": hits}), hits
         hits = self._matcher.find(words)
         plans, skipped = plan_chunks(words, hits, duration, cfg.context_s, cfg.max_chunk_s, cfg.margin_s)
@@ -124,8 +124,7 @@ class TermChunks(beam.DoFn):
                                 seg.segment_id, cfg.no_term_s, cfg.margin_s)
         records = []
         for i, plan in enumerate(plans):
-            pcm = np.clip(seg.audio[int(plan.start_s * SAMPLE_RATE): int(plan.end_s * SAMPLE_RATE)], -1.0, 1.0)
-            data = (pcm * 32767.0).round().astype("<i2").tobytes()
+            data = to_pcm16(seg.audio[int(plan.start_s * SAMPLE_RATE): int(plan.end_s * SAMPLE_RATE)]).tobytes()
             if not data:
                 skipped["empty_audio"] += plan.term is not None
                 continue
@@ -146,7 +145,7 @@ class TermChunks(beam.DoFn):
         """Writes the pending chunks' shard (temporary file, then rename), then lets their texts go."""
         if self._audio:
             data = b"".join(self._audio)
-            name = f"terms-{hashlib.sha256(data).hexdigest()[:20]}.dat"
+            name = f"terms-{hashlib.sha256(data).hexdigest()[:20]}{PCM_SUFFIX}"
             folder = FileSystems.join(self._output, SHARD_DIR)
             final = FileSystems.join(folder, name)
             if not FileSystems.exists(folder):
@@ -161,7 +160,7 @@ class TermChunks(beam.DoFn):
             name = None
         for text, records, skipped, hits in self._pending:
             for r in records:
-                r["uri"] = f"{SHARD_DIR}/{name}#offset={r.pop('offset')}&length={r.pop('length')}"
+                r["uri"] = ByteRange(f"{SHARD_DIR}/{name}", r.pop("offset"), r.pop("length")).uri()
             yield text.key, SegmentText(text.key, text.index, text.start_s, text.end_s, text.text, text.signals,
                                         text.parts, {"records": records, "skipped": skipped, "hits": hits})
         self.start_bundle()

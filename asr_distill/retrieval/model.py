@@ -104,12 +104,12 @@ class AudioTower(nn.Module):
             rows, cols = at.rows.to(x.device), at.cols.to(x.device)
             packed = x.new_zeros(at.n_rows, at.width, x.shape[2])
             packed[rows, cols] = x[own]  # each chunk's frames in order, chunk after chunk
+            chunk = torch.repeat_interleave(torch.arange(len(lengths), device=x.device), lengths)  # of each frame
             segment = torch.full((at.n_rows, at.width), -1, device=x.device)
-            segment[rows, cols] = torch.repeat_interleave(torch.arange(len(lengths), device=x.device), lengths)
+            segment[rows, cols] = chunk
             same = segment[:, :, None] == segment[:, None, :]  # padding slots (-1) see each other only
             mask = torch.zeros(same.shape, dtype=x.dtype, device=x.device).masked_fill(~same, torch.finfo(x.dtype).min)
             out = enc.layer_norm(self._layers(packed, mask[:, None]))[rows, cols]  # (frames of all chunks, width)
-            chunk = torch.repeat_interleave(torch.arange(len(lengths), device=x.device), lengths)
             sums = out.new_zeros(len(lengths), out.shape[1]).index_add_(0, chunk, out)
             return sums / lengths[:, None].to(out.dtype)
         mask = torch.zeros(own.shape, dtype=x.dtype, device=x.device).masked_fill(~own, torch.finfo(x.dtype).min)
