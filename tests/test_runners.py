@@ -198,6 +198,23 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def _tcp_connected(pid: int) -> bool:
+    """Whether the process holds an established TCP connection (an SDK worker: to the runner)."""
+    try:
+        sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    inodes = {s[len("socket:["):-1] for s in sockets if s.startswith("socket:[")}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        if any(r.split()[3] == "01" and r.split()[9] in inodes for r in rows):  # 01: ESTABLISHED
+            return True
+    return False
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -209,9 +226,12 @@ def test_an_sdk_worker_killed_mid_job(flink, tmp_path, long_forms):
     def kill():
         pool = local_cluster._pids("flink")["worker_pool"]
         deadline = time.monotonic() + 60
-        while True:  # the pool forks each SDK worker from its forkserver, named beam-sdk-worker
+        # the pool forks each SDK worker from its forkserver, named beam-sdk-worker; kill one that is
+        # working for the job (connected to the runner), not one forked a moment ago: a worker that dies
+        # before it connects leaves Flink waiting for it without end (Beam's ExternalEnvironmentFactory)
+        while True:
             below = subtree(pool, children_by_parent())[1:]
-            workers = [p for p in below if _comm(p) == "beam-sdk-worker"]
+            workers = [p for p in below if _comm(p) == "beam-sdk-worker" and _tcp_connected(p)]
             if workers or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
