@@ -196,6 +196,10 @@ class EngineServer:
         self.state = "dead"
         log.error("engine %s died: %s", self.spec.name, reason)
         self._close_listener()
+        with self._lock:
+            conns = list(self._conns)
+        for conn, send_lock in conns:  # every client hears the cause, those holding no request too
+            self._send(conn, send_lock, ("died", reason))
 
     def _exit_dead(self, reason: str) -> None:
         """Every client has heard: go, with the engine's own processes (this server leads their
@@ -541,6 +545,9 @@ class EngineClient:
                     with self._lock:
                         self.gone = self.gone or error  # new requests go to a new server
                 self._resolve(request_id, error=error)
+            elif message[0] == "died":  # the cause, before the server goes: it names the death
+                with self._lock:
+                    self.gone = self.gone or EngineDiedError(message[1])
             elif message[0] == "fatal":
                 self._fail_all(EngineFailedError(message[1]))
                 return
