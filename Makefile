@@ -28,7 +28,7 @@ demo: setup
 # The whole suite, on TEST_WORKERS processes (pytest-xdist); the Flink/Spark tests share one of them
 # and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Three on
 # two cores: the suite waits on JVMs and subprocesses about a fifth of the time (benchmarks/RESULTS.md).
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 test: setup system-deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
