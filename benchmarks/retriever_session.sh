@@ -10,7 +10,7 @@
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
 #   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
-#           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed, Qwen2-Audio's tower)
+#           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -57,41 +57,69 @@ export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHON
 case $step in
   stage) stage ;;
   R)
+    # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same
+    # run with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs
     install || exit 1
     python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    python3 - <<'EOF'
-import yaml
+    for way in varlen pad30; do
+      python3 - "$way" <<'EOF'
+import sys, yaml
+way = sys.argv[1]
 cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
-cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm")
+cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching=way)
 cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
-                   glossary="/tmp/r/terms/glossary.json", batch_size=128, num_workers=8)
-cfg["train"].update(output_dir="/tmp/r/run", epochs=20, lr=5.0e-4)
-yaml.safe_dump(cfg, open("/tmp/r/retriever.yaml", "w"))
+                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
+cfg["train"].update(output_dir=f"/tmp/r/run-{way}", epochs=30, lr=5.0e-4)
+yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{way}.yaml", "w"))
 EOF
-    timeout "${LIMIT_S:-520}" torchrun --nproc-per-node=1 -m asr_distill.retrieval.train --config /tmp/r/retriever.yaml \
-      > "$OUT/train.log" 2>&1
-    echo "train rc=$?"; tail -5 "$OUT/train.log"
-    cp /tmp/r/run/metrics.jsonl /tmp/r/terms/corpus.json /tmp/r/retriever.yaml "$OUT/" 2>/dev/null
+      timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
+        --config /tmp/r/retriever-$way.yaml > "$OUT/train-$way.log" 2>&1 &
+    done
+    wait
+    for way in varlen pad30; do
+      echo "== $way"; tail -3 "$OUT/train-$way.log"
+      cp /tmp/r/run-$way/metrics.jsonl "$OUT/metrics-$way.jsonl"; cp /tmp/r/retriever-$way.yaml "$OUT/"
+    done
+    cp /tmp/r/terms/corpus.json "$OUT/"
     python3 - <<'EOF'
 import json, os
-lines = [json.loads(l) for l in open("/tmp/r/run/metrics.jsonl")]
-best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
 corpus = json.load(open("/tmp/r/terms/corpus.json"))
-out = {"step": "recall", "recall_at_1": best["recall@1"], "recall_at_5": best["recall@5"],
-       "recall_at_10": best["recall@10"], "terms": corpus["glossary_terms"],
-       "unseen_recall_at_10": best.get("unseen_recall@10"), "before_recall_at_10": lines[0]["recall@10"],
-       "before_recall_at_1": lines[0]["recall@1"], "before_unseen_recall_at_10": lines[0].get("unseen_recall@10"),
-       "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"], "no_term_rejected": best.get("no_term_rejected"),
-       "epoch_s": [m.get("epoch_s") for m in lines[1:]]}
-print(json.dumps(out))
-open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
+for way in ("varlen", "pad30"):
+    if not os.path.exists(f"/tmp/r/run-{way}/metrics.jsonl"):
+        print(f"{way}: no metrics"); continue
+    lines = [json.loads(l) for l in open(f"/tmp/r/run-{way}/metrics.jsonl")]
+    if len(lines) < 2:
+        print(f"{way}: no epoch finished"); continue
+    best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
+    out = {"step": "recall" if way == "varlen" else "recall_pad30", "batching": way,
+           "recall_at_1": best["recall@1"], "recall_at_5": best["recall@5"],
+           "recall_at_10": best["recall@10"], "terms": corpus["glossary_terms"],
+           "unseen_recall_at_10": best.get("unseen_recall@10"), "before_recall_at_10": lines[0]["recall@10"],
+           "before_recall_at_1": lines[0]["recall@1"], "before_recall_at_5": lines[0]["recall@5"],
+           "before_unseen_recall_at_10": lines[0].get("unseen_recall@10"),
+           "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"], "no_term_rejected": best.get("no_term_rejected"),
+           "epoch_s": [m.get("epoch_s") for m in lines[1:]]}
+    print(json.dumps(out))
+    open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
 EOF
     ;;
   S)
     install || exit 1
-    timeout "${LIMIT_S:-400}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
-      --ways pad30:32,packed:64,packed:128,packed:256,padded:64,padded:128 2>&1 | grep -v Warning | tail -12
+    timeout "${LIMIT_S:-540}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
+      --ways pad30:32,padded:64,packed:128,varlen:64,varlen:128,varlen:256,varlen:512 2>&1 | grep -v Warning | tail -12
+    # issue 30's machine line: the speed summary with the Recall@10 of each path from R (same machine session)
+    python3 - <<'EOF'
+import json, os
+path = os.path.join(os.environ["OUT"], "retriever.jsonl")
+lines = [json.loads(l) for l in open(path)]
+speed = next((l for l in reversed(lines) if l["step"] == "speed"), None)
+recall = {l["batching"]: l["recall_at_10"] for l in lines if l["step"] in ("recall", "recall_pad30")}
+if speed:
+    speed.update(recall_at_10_pad30=recall.get("pad30"), recall_at_10_short=recall.get("varlen"))
+    print(json.dumps(speed))
+    open(path, "a").write(json.dumps(speed) + "\n")
+EOF
     ;;
   *) echo "usage: $0 stage|R|S" >&2; exit 2 ;;
 esac

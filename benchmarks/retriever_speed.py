@@ -39,7 +39,7 @@ from asr_distill.glossary import Glossary  # noqa: E402
 from asr_distill.retrieval import data as rdata  # noqa: E402
 from asr_distill.retrieval.config import LossConfig  # noqa: E402
 from asr_distill.retrieval.loss import retriever_loss  # noqa: E402
-from asr_distill.retrieval.model import PACK_POSITIONS, AudioTower, Retriever, add_lora, pack_rows  # noqa: E402
+from asr_distill.retrieval.model import BATCHING, PACK_POSITIONS, AudioTower, Retriever, add_lora, pack_rows  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 QWEN2_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
@@ -81,6 +81,8 @@ def step_flops(cfg, way: str, frames: list[int]) -> tuple[float, float]:
         lin, att = layer_flops(cfg, len(frames) * width / 2, width / 2)
         return 2 * lin + 3 * att + conv(len(frames) * width), useful
     longest = max(own)
+    if way == "varlen":  # each chunk's own positions, nothing else (the convolutions still see the batch padded)
+        return useful + conv(len(frames) * 2 * longest) - conv(sum(frames)), useful
     if way == "padded":
         lin, att = layer_flops(cfg, len(frames) * longest, longest)
     else:
@@ -151,15 +153,38 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
             "tflops": round(flops / wall / 1e12, 1), "useful_tflops": round(useful / wall / 1e12, 1),
             "mfu": round(flops / wall / peak, 3) if peak else None,
             "useful_mfu": round(useful / wall / peak, 3) if peak else None,
-            "peak_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if cuda else None, "loss": round(float(loss.total), 3),
+            "peak_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if cuda else None, "loss": round(loss.total.item(), 3),
             "gpu": name, "loader_workers": workers}
+
+
+def same_embeddings(encoder_cfg, device, ways: list[str]) -> dict:
+    """One batch of 1-5 s chunks embedded by each way under the step's precision, against `padded`
+    (Hugging Face's layers): the largest difference of any embedding element, and the lowest cosine."""
+    from transformers import Qwen2AudioEncoder
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        encoder = Qwen2AudioEncoder(encoder_cfg).eval()
+    frames = torch.randint(100, 501, (48,))
+    mel = torch.randn(len(frames), encoder_cfg.num_mel_bins, int(frames.max()), device=device)
+    mel = mel * (torch.arange(mel.shape[2], device=device)[None, None, :] < frames.to(device)[:, None, None])
+    out = {}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for way in sorted(set(ways) | {"padded"}):
+            out[way] = AudioTower(encoder, way)(mel, frames).float()
+    line = {"step": "same_embeddings", "against": "padded", "chunks": len(frames)}
+    for way, got in out.items():
+        if way != "padded":
+            line[f"{way}_max_diff"] = round(float((got - out["padded"]).abs().max()), 5)
+            line[f"{way}_min_cos"] = round(float(torch.nn.functional.cosine_similarity(got, out["padded"]).min()), 5)
+    return line
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="JSONL: one line per way and batch, then a summary")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--ways", default="pad30:32,padded:64,packed:64,packed:128")
+    ap.add_argument("--ways", default="pad30:32,padded:64,packed:128,varlen:128,varlen:256")
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--tiny", action="store_true", help="a 2-layer tower of width 64 on the CPU: checks the code")
     args = ap.parse_args(argv)
@@ -172,6 +197,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index = shard(Path(tmp), 256 if args.tiny else 4096)
         chunks = rdata.ChunkSet(index, Glossary.load(str(Path(tmp) / "glossary.json")))
+        same = same_embeddings(encoder_cfg, device, [w.split(":")[0] for w in args.ways.split(",")])
+        print(json.dumps(same), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(same) + "\n")
         lines = []
         for spec in args.ways.split(","):
             way, batch = spec.split(":")
@@ -183,12 +212,14 @@ def main(argv=None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     best = {way: max((x for x in lines if x["batching"] == way), key=lambda x: x["chunks_per_s"], default=None)
-            for way in ("pad30", "padded", "packed")}
-    if best["pad30"] and best["packed"]:
+            for way in BATCHING}
+    short = max((best[w] for w in ("varlen", "packed") if best[w]), key=lambda x: x["chunks_per_s"], default=None)
+    if best["pad30"] and short:
         summary = {"step": "speed", "pad30_chunks_per_s": best["pad30"]["chunks_per_s"],
-                   "short_chunks_per_s": best["packed"]["chunks_per_s"],
-                   "speedup": round(best["packed"]["chunks_per_s"] / best["pad30"]["chunks_per_s"], 2),
-                   "mfu": best["packed"]["mfu"], "pad30_mfu": best["pad30"]["mfu"], "gpu": best["packed"]["gpu"]}
+                   "short_chunks_per_s": short["chunks_per_s"], "short_batching": short["batching"],
+                   "short_batch": short["batch"],
+                   "speedup": round(short["chunks_per_s"] / best["pad30"]["chunks_per_s"], 2),
+                   "mfu": short["mfu"], "pad30_mfu": best["pad30"]["mfu"], "gpu": short["gpu"]}
         print(json.dumps(summary))
         with open(args.out, "a") as f:
             f.write(json.dumps(summary) + "\n")

@@ -192,8 +192,9 @@ def test_chunks_come_from_packed_shards_and_bad_records_are_counted(tmp_path):
 # -- evaluation
 
 def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
-    """Packed back to back with others (in one row or across rows), padded to its batch's longest,
-    padded to 30 s, or alone: a chunk's embedding is the same (float32: within 1e-5), gradients too."""
+    """In one sequence with the others (varlen: the layers run by our own code), packed back to back with
+    others (in one row or across rows), padded to its batch's longest, padded to 30 s, or alone (Hugging
+    Face's layers): a chunk's embedding is the same (float32: within 1e-5), gradients too."""
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -209,7 +210,7 @@ def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
     for i, m in enumerate(mels):
         batch[i, :, :m.shape[1]] = m
     lengths = torch.tensor(frames)
-    tower = {way: AudioTower(encoder, way).eval() for way in ("packed", "padded", "pad30")}
+    tower = {way: AudioTower(encoder, way).eval() for way in ("varlen", "packed", "padded", "pad30")}
     with torch.no_grad():
         alone = torch.cat([tower["padded"](m[None], torch.tensor([n])) for m, n in zip(mels, frames)])
         ways = {way: t(batch, lengths) for way, t in tower.items()}
@@ -220,12 +221,13 @@ def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
         assert torch.allclose(alone, got, atol=1e-5), way
     assert not torch.allclose(alone[0], alone[1], atol=1e-2)  # and the chunks do differ
     grads = {}
-    for way in ("packed", "padded"):
+    for way in ("varlen", "packed", "padded"):
         mel = batch.clone().requires_grad_(True)
         tower[way](mel, lengths)[[0, 3]].sum().backward()
         grads[way] = mel.grad
-    assert torch.allclose(grads["packed"], grads["padded"], atol=1e-5)
-    assert grads["packed"][1:3].abs().max() == 0  # nothing flows between chunks packed together
+    for way in ("varlen", "packed"):
+        assert torch.allclose(grads[way], grads["padded"], atol=1e-5), way
+        assert grads[way][1:3].abs().max() == 0, way  # nothing flows between chunks packed together
 
 
 def test_recall_against_the_whole_glossary_in_blocks():

@@ -26,10 +26,11 @@ class ModelConfig(_Section):
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
     temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
-    batching: Literal["packed", "padded", "pad30"] = Field(
-        "packed", description="How chunks of different lengths share the audio tower: packed back to back "
-        "with attention kept inside each chunk; padded to the batch's longest; or each padded to 30 s (the "
-        "seed's way; for comparison). The embeddings are the same; the cost is not.")
+    batching: Literal["varlen", "packed", "padded", "pad30"] = Field(
+        "varlen", description="How chunks of different lengths share the audio tower: varlen, all chunks' frames "
+        "back to back in one sequence with attention kept inside each (torch's variable-length flash kernel on a "
+        "GPU); packed, chunks back to back in rows of 10 s with a block-diagonal attention mask; padded to the "
+        "batch's longest; or each padded to 30 s (the seed's way; for comparison). The embeddings are the same; the cost is not.")
 
 
 class LossConfig(_Section):

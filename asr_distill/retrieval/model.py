@@ -35,7 +35,7 @@ from torch import nn
 
 MAX_LOGIT_SCALE = 100.0
 PACK_POSITIONS = 500  # encoder positions (20 ms each) per packed row: 10 s
-BATCHING = ("packed", "padded", "pad30")
+BATCHING = ("varlen", "packed", "padded", "pad30")
 
 
 def default_text_model() -> str:
@@ -71,7 +71,7 @@ def load_audio_encoder(path: str) -> nn.Module:
 
 
 class AudioTower(nn.Module):
-    def __init__(self, encoder: nn.Module, batching: str = "packed"):
+    def __init__(self, encoder: nn.Module, batching: str = "varlen"):
         super().__init__()
         if batching not in BATCHING:
             raise ValueError(f"batching {batching!r}: one of {BATCHING}")
@@ -99,6 +99,16 @@ class AudioTower(nn.Module):
         x = F.dropout(x, p=enc.config.dropout, training=self.training)
         lengths = (frames + 1) // 2
         own = torch.arange(steps, device=x.device)[None, :] < lengths[:, None]  # (B, T/2)
+        if self.batching == "varlen":
+            sizes = lengths.tolist()
+            cu = F.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
+            flat = x[own]  # (frames of all chunks, width), chunk after chunk
+            for layer in enc.layers:
+                flat = varlen_layer(layer, flat, cu, sizes)
+            out = enc.layer_norm(flat)
+            chunk = torch.repeat_interleave(torch.arange(len(sizes), device=x.device), lengths)
+            sums = out.new_zeros(len(sizes), out.shape[1]).index_add_(0, chunk, out)
+            return sums / lengths[:, None].to(out.dtype)
         if self.batching == "packed":
             at = pack_rows(lengths.tolist(), max(PACK_POSITIONS, steps))
             rows, cols = at.rows.to(x.device), at.cols.to(x.device)
@@ -122,6 +132,36 @@ class AudioTower(nn.Module):
             out = layer(x, mask)
             x = out[0] if isinstance(out, tuple) else out
         return x
+
+
+def varlen_layer(layer: nn.Module, x: torch.Tensor, cu: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """A Whisper-style encoder layer (Whisper's, Qwen2-Audio's: same modules, same order) on the frames of
+    many chunks back to back, x (frames, width); attention stays inside each chunk (`cu`: where each
+    starts). The layer's own modules, LoRA included, do the work; the query is scaled before attention
+    as Hugging Face's layer does. Attention dropout is not applied (0 in these models' configs)."""
+    attn = layer.self_attn
+    heads, head_dim = attn.num_heads, attn.head_dim
+    h = layer.self_attn_layer_norm(x)
+    q = (attn.q_proj(h) * attn.scaling).view(-1, heads, head_dim)
+    k = attn.k_proj(h).view(-1, heads, head_dim)
+    v = attn.v_proj(h).view(-1, heads, head_dim)
+    a = attend_varlen(q, k, v, cu, sizes).reshape(-1, heads * head_dim)
+    x = x + F.dropout(attn.out_proj(a), p=layer.dropout, training=layer.training)
+    h = layer.activation_fn(layer.fc1(layer.final_layer_norm(x)))
+    h = F.dropout(h, p=layer.activation_dropout, training=layer.training)
+    return x + F.dropout(layer.fc2(h), p=layer.dropout, training=layer.training)
+
+
+def attend_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Attention of (frames, heads, head_dim) inside each chunk: torch's variable-length flash kernel on
+    a GPU in half precision (no padding, no mask); elsewhere (CPU, float32) SDPA chunk by chunk."""
+    if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        from torch.nn.attention.varlen import varlen_attn
+
+        return varlen_attn(q, k, v, cu, cu, max(sizes), max(sizes), scale=1.0)
+    out = [F.scaled_dot_product_attention(qc.transpose(0, 1), kc.transpose(0, 1), vc.transpose(0, 1), scale=1.0)
+           for qc, kc, vc in zip(q.split(sizes), k.split(sizes), v.split(sizes))]
+    return torch.cat([o.transpose(0, 1) for o in out])
 
 
 class PackedRows(NamedTuple):
