@@ -26,6 +26,8 @@
 #   T  (issue 28) after G: the command on the corpus's first 300 files (its run.json: the throughput), a
 #      sizing run on all 1650 (--stop_after=segment, cost.throughput_from that run.json), then the full
 #      command; gpu_e2e.py forecast: predicted against measured GPU-hours, and the cost per 1000 h
+#   TQ, TQ2  T on a fresh machine, in two calls: install, 600 files, two warm-up engines, the command on
+#      150 files; then the sizing run on 600 with that throughput, the full command, the forecast
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -203,6 +205,36 @@ c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w'
   timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label cost-full
   keep cost-full
   python3 benchmarks/gpu_e2e.py forecast --sizing sizing --full cost-full
+  ;;
+TQ)  # T on a fresh machine for a session short of time (two calls): install, dummy model, 600 files while
+  # two warm-up engines run (the machine's first two start slower), then the command on the first 150 files
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 600 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  warm_q2a 300 warmup1
+  warm_q2a 120 warmup2
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  head -150 /tmp/corpus/index.jsonl > /tmp/corpus/first150.jsonl  # beside the files its uris name
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/first150.jsonl --model /tmp/q2a --label cost150
+  keep cost150
+  ;;
+TQ2)  # after TQ: a sizing run on all 600 files with cost150's throughput, the full command, the forecast
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/sizing.yaml "$BENCH_WORK/cost150/out/run.json"
+  timeout 150 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --teacher /tmp/sizing.yaml \
+    --label sizing -- --stop_after=segment
+  keep sizing
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label cost-full
+  keep cost-full
+  python3 benchmarks/gpu_e2e.py forecast --sizing sizing --full cost-full
+  cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
   ;;
 KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eager mode (no
   # torch.compile or CUDA graphs: the engine starts in well under a minute; the process tree, and so the
