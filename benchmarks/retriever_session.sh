@@ -57,8 +57,10 @@ export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHON
 case $step in
   stage) stage ;;
   R)
-    # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same
-    # run with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs
+    # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same run
+    # with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs.
+    # recall_at_k: held-out voices, terms seen in training; all_recall_at_k: every test chunk;
+    # unseen_recall_at_10: terms never in training
     install || exit 1
     python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -93,10 +95,11 @@ for way in ("varlen", "pad30"):
         print(f"{way}: no epoch finished"); continue
     best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
     out = {"step": "recall" if way == "varlen" else "recall_pad30", "batching": way,
-           "recall_at_1": best["recall@1"], "recall_at_5": best["recall@5"],
-           "recall_at_10": best["recall@10"], "terms": corpus["glossary_terms"],
-           "unseen_recall_at_10": best.get("unseen_recall@10"), "before_recall_at_10": lines[0]["recall@10"],
-           "before_recall_at_1": lines[0]["recall@1"], "before_recall_at_5": lines[0]["recall@5"],
+           "recall_at_1": best["seen_recall@1"], "recall_at_5": best["seen_recall@5"],
+           "recall_at_10": best["seen_recall@10"], "terms": corpus["glossary_terms"],
+           "all_recall_at_1": best["recall@1"], "all_recall_at_5": best["recall@5"], "all_recall_at_10": best["recall@10"],
+           "unseen_recall_at_10": best.get("unseen_recall@10"), "before_recall_at_10": lines[0]["seen_recall@10"],
+           "before_recall_at_1": lines[0]["seen_recall@1"], "before_recall_at_5": lines[0]["seen_recall@5"],
            "before_unseen_recall_at_10": lines[0].get("unseen_recall@10"),
            "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"], "no_term_rejected": best.get("no_term_rejected"),
            "epoch_s": [m.get("epoch_s") for m in lines[1:]]}

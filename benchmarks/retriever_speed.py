@@ -105,7 +105,7 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
     loss_cfg = LossConfig()
     gloss = torch.randn(1000, 384, device=device)
     dataset = rdata.ChunkDataset(chunks.chunks, 5.0, tower.n_mels)
-    batches = iter(rdata.loader(dataset, batch, workers, shuffle=True, seed=1))
+    batches = (b for epoch in range(1000) for b in rdata.loader(dataset, batch, workers, shuffle=True, seed=1 + epoch))
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda _device: None)
     if cuda:

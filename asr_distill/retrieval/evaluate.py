@@ -3,7 +3,8 @@
 Every test chunk's audio embedding is scored against every glossary term, in blocks of terms and of
 chunks (never an N x N matrix), keeping a running top 10. Recall@k: the chunk's term is among the k
 best-scored glossary terms. Reported on all test chunks (held-out voices/speakers, as the test set is
-built), and separately on the chunks whose term never occurs in training. No-term chunks give the
+built), split into the chunks whose term occurs in training (`seen_`: new voices, known terms) and
+those whose term never does (`unseen_`: what a glossary retriever is for). No-term chunks give the
 rejection rate at `no_term_threshold`: the share whose best term scores below it (and, beside it, the
 share of term chunks wrongly rejected at that threshold).
 """
@@ -56,6 +57,8 @@ def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor
                                 device=term_ids.device)
     out = {"chunks": int(has.sum()), "glossary_terms": int(glossary.shape[0]),
            **recall(indices[has], term_ids[has]),
+           "seen_term_chunks": int((has & ~unseen).sum()),
+           **{f"seen_{k}": v for k, v in recall(indices[has & ~unseen], term_ids[has & ~unseen]).items()},
            "unseen_term_chunks": int(unseen.sum()),
            **{f"unseen_{k}": v for k, v in recall(indices[unseen], term_ids[unseen]).items()},
            "no_term_chunks": int((~has).sum()), "no_term_threshold": threshold}
@@ -87,5 +90,5 @@ def embed_chunks(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def summary_line(metrics: dict, prefix: Optional[str] = None) -> str:
-    keys = ["recall@1", "recall@5", "recall@10", "unseen_recall@10", "no_term_rejected"]
+    keys = ["recall@1", "recall@5", "recall@10", "seen_recall@10", "unseen_recall@10", "no_term_rejected"]
     return (prefix or "") + "  ".join(f"{k} {metrics.get(k)}" for k in keys)
