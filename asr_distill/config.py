@@ -193,12 +193,13 @@ class CostConfig(_Section):
     cpu_core_hour: Optional[float] = Field(None, ge=0, description="Price of one CPU-core-hour.")
     segment_audio_s_per_gpu_s: Optional[float] = Field(
         None, gt=0, description="Seconds of segment audio one working GPU transcribes per second (a finished "
-        "run's run.json: cost.segment_audio_s_per_busy_gpu_s): with --stop_after=segment, run.json predicts "
+        "run's run.json: cost.segment_audio_s_per_working_gpu_s): with --stop_after=segment, run.json predicts "
         "the full job's GPU-hours.")
     engine_start_s: float = Field(0.0, ge=0, description="An engine's start, added once to that forecast.")
+    engine_end_s: float = Field(0.0, ge=0, description="An engine's end (last result to exit), added once.")
     throughput_from: Optional[str] = Field(
-        None, description="A finished run's run.json whose cost (segment_audio_s_per_busy_gpu_s, engine_start_s) "
-        "the forecast uses (when segment_audio_s_per_gpu_s is not given).")
+        None, description="A finished run's run.json whose cost (segment_audio_s_per_working_gpu_s, "
+        "engine_start_s, engine_end_s) the forecast uses (when segment_audio_s_per_gpu_s is not given).")
 
 
 class TermsConfig(_Section):

@@ -3,15 +3,19 @@
 CPU: every process that works for the run reports its own CPU seconds (user + system, all threads),
 each second once: SDK workers through a Beam counter (`cost/cpu_ms`, from their bundles' ends), the
 launcher at the end of the run, local engine servers in their stats file (with their engine's
-processes). GPU: the seconds each local engine server held its GPUs, from its start to its exit, and
-the share of them between its first request and its last result (busy). Per 1000 hours of audio, and
-in money with `cost.gpu_hour` / `cost.cpu_core_hour`.
+processes). GPU: the seconds each local engine server held its GPUs, from its start to its exit; the
+share of them between its first request and its last result (busy: requests wait while the engine
+starts); and its working time, from the later of its first request and its readiness to its last
+result. Per 1000 hours of audio, and in money with `cost.gpu_hour` / `cost.cpu_core_hour`.
 
 A sizing run (`--stop_after=segment`) knows how much segment audio the job will send to the model;
-with a throughput of a working GPU and an engine's start time (`cost.segment_audio_s_per_gpu_s`,
-`cost.engine_start_s`, or the `cost` of an earlier run.json named by `cost.throughput_from`: its
-`segment_audio_s_per_busy_gpu_s` and `engine_start_s`) it predicts the GPU-hours and money of the full
-job: one engine start, then the segment audio at that throughput.
+with a throughput of a working GPU and an engine's start and end (`cost.segment_audio_s_per_gpu_s`,
+`cost.engine_start_s`, `cost.engine_end_s`, or the `cost` of an earlier run.json named by
+`cost.throughput_from`: its `segment_audio_s_per_working_gpu_s`, `engine_start_s` and `engine_end_s`) it
+predicts the GPU-hours and money of the full job: one engine start, the segment audio at that
+throughput, one end. The working throughput, not the busy one: on an H200 the busy throughput of 150,
+300 and 600 files was 140, 222 and 330 segment-audio-s/s (the engine's start counted in it: requests
+queue from the first decoded file), the working one 477, 505 and 517 (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -40,13 +44,15 @@ def engine_usage(stats: Optional[dict], gpus: int) -> dict:
     """One engine server's share of the cost, from its stats file (asr_distill/asr/engine_server.py):
     held from its start to its exit, busy from its first request to its last result."""
     if not stats:
-        return {"cpu_s": 0.0, "held_s": 0.0, "busy_s": 0.0, "start_s": 0.0, "gpus": gpus}
+        return {"cpu_s": 0.0, "held_s": 0.0, "busy_s": 0.0, "work_s": 0.0, "start_s": 0.0, "end_s": 0.0,
+                "gpus": gpus}
     end = stats.get("exit_at") or stats.get("died_at") or stats.get("last_result_at") or stats["spawned_at"]
-    first, last = stats.get("first_request_at"), stats.get("last_result_at")
+    first, last, ready = stats.get("first_request_at"), stats.get("last_result_at"), stats.get("ready_at")
     return {"cpu_s": stats.get("cpu_s") or 0.0, "held_s": max(0.0, end - stats["spawned_at"]),
             "busy_s": max(0.0, last - first) if first and last else 0.0,
-            "start_s": max(0.0, stats["ready_at"] - stats["spawned_at"]) if stats.get("ready_at") else 0.0,
-            "gpus": gpus}
+            "work_s": max(0.0, last - max(first, ready or first)) if first and last else 0.0,
+            "start_s": max(0.0, ready - stats["spawned_at"]) if ready else 0.0,
+            "end_s": max(0.0, end - last) if last else 0.0, "gpus": gpus}
 
 
 def _money(hours: float, price: Optional[float]) -> Optional[float]:
@@ -61,6 +67,7 @@ def cost_section(*, worker_cpu_s: float, launcher_cpu_s: float, engines: list[di
     cpu_s = worker_cpu_s + launcher_cpu_s + engine_cpu_s
     gpu_s = sum((e.get("held_s") or 0.0) * e.get("gpus", 1) for e in engines)
     busy_s = sum((e.get("busy_s") or 0.0) * e.get("gpus", 1) for e in engines)
+    work_s = sum((e.get("work_s") or 0.0) * e.get("gpus", 1) for e in engines)
     per = 1000 * 3600 / audio_s if audio_s else None
     out = {
         "cpu_core_s": round(cpu_s, 1),
@@ -71,9 +78,11 @@ def cost_section(*, worker_cpu_s: float, launcher_cpu_s: float, engines: list[di
         "gpu_s": round(gpu_s, 1),
         "gpu_busy_share": round(busy_s / gpu_s, 3) if gpu_s else None,
         "segment_audio_s_per_gpu_s": round(segment_audio_s / gpu_s, 2) if gpu_s else None,
-        # what a forecast needs: the engine's start, and the throughput while it worked
-        "engine_start_s": round(max((e.get("start_s") or 0.0 for e in engines), default=0.0), 1),
         "segment_audio_s_per_busy_gpu_s": round(segment_audio_s / busy_s, 2) if busy_s else None,
+        # what a forecast needs: the engine's start and end, and the throughput while it worked
+        "engine_start_s": round(max((e.get("start_s") or 0.0 for e in engines), default=0.0), 1),
+        "engine_end_s": round(max((e.get("end_s") or 0.0 for e in engines), default=0.0), 1),
+        "segment_audio_s_per_working_gpu_s": round(segment_audio_s / work_s, 2) if work_s else None,
         "per_1000_audio_h": None,
         "prices": {"gpu_hour": gpu_hour, "cpu_core_hour": cpu_core_hour},
     }
@@ -86,12 +95,12 @@ def cost_section(*, worker_cpu_s: float, launcher_cpu_s: float, engines: list[di
 
 
 def predict(*, segment_audio_s: float, audio_s: float, segment_audio_s_per_gpu_s: float,
-            engine_start_s: float = 0.0, gpu_hour: Optional[float] = None) -> dict:
-    """A sizing run's forecast of the full job's GPU time (and money): one engine start, then the
-    segment audio at a measured throughput of a working GPU."""
-    gpu_h = (engine_start_s + segment_audio_s / segment_audio_s_per_gpu_s) / 3600
+            engine_start_s: float = 0.0, engine_end_s: float = 0.0, gpu_hour: Optional[float] = None) -> dict:
+    """A sizing run's forecast of the full job's GPU time (and money): one engine start, the segment
+    audio at a measured throughput of a working GPU, one end."""
+    gpu_h = (engine_start_s + segment_audio_s / segment_audio_s_per_gpu_s + engine_end_s) / 3600
     return {"segment_audio_s": round(segment_audio_s, 1), "segment_audio_s_per_gpu_s": segment_audio_s_per_gpu_s,
-            "engine_start_s": engine_start_s,
+            "engine_start_s": engine_start_s, "engine_end_s": engine_end_s,
             "gpu_h": round(gpu_h, 4), "money": _money(gpu_h, gpu_hour),
             "gpu_h_per_1000_audio_h": round(gpu_h * 1000 * 3600 / audio_s, 3) if audio_s else None}
 

@@ -358,24 +358,26 @@ def _engine_usage(engines: list) -> list[dict]:
                          else int(spec.args.get("tensor_parallel_size") or 1)) for spec in engines]
 
 
-def forecast_rate(cfg: Config) -> Optional[tuple[float, float]]:
-    """(throughput of a working GPU, engine start) a sizing run forecasts with; read before the job
-    runs, so a bad one is a UsageError at once."""
+def forecast_rate(cfg: Config) -> Optional[tuple[float, float, float]]:
+    """(throughput of a working GPU, engine start, engine end) a sizing run forecasts with; read before
+    the job runs, so a bad one is a UsageError at once."""
     c = cfg.cost
     if c.segment_audio_s_per_gpu_s is not None or not c.throughput_from:
-        return None if c.segment_audio_s_per_gpu_s is None else (c.segment_audio_s_per_gpu_s, c.engine_start_s)
+        return None if c.segment_audio_s_per_gpu_s is None else \
+            (c.segment_audio_s_per_gpu_s, c.engine_start_s, c.engine_end_s)
     try:
         with FileSystems.open(c.throughput_from) as f:
             earlier = json.load(f).get("cost") or {}
     except (OSError, BeamIOError, ValueError) as err:
         raise UsageError(f"cost.throughput_from={redact(c.throughput_from)} cannot be read: {err}") from None
-    if not earlier.get("segment_audio_s_per_busy_gpu_s"):
+    if not earlier.get("segment_audio_s_per_working_gpu_s"):
         raise UsageError(f"cost.throughput_from={redact(c.throughput_from)} has no "
-                         "cost.segment_audio_s_per_busy_gpu_s (a run that used a GPU engine has it)")
-    return earlier["segment_audio_s_per_busy_gpu_s"], earlier.get("engine_start_s") or 0.0
+                         "cost.segment_audio_s_per_working_gpu_s (a run that used a GPU engine has it)")
+    return (earlier["segment_audio_s_per_working_gpu_s"], earlier.get("engine_start_s") or 0.0,
+            earlier.get("engine_end_s") or 0.0)
 
 
-def run_cost(record: dict, cfg: Config, engines: list[dict], rate: Optional[tuple[float, float]] = None) -> dict:
+def run_cost(record: dict, cfg: Config, engines: list[dict], rate: Optional[tuple[float, float, float]] = None) -> dict:
     """run.json's `cost`: measured (CPU of every process, GPU time of local engines), and with
     --stop_after=segment and a throughput (`rate`), the forecast of the full job."""
     c = cfg.cost
@@ -385,7 +387,8 @@ def run_cost(record: dict, cfg: Config, engines: list[dict], rate: Optional[tupl
                         gpu_hour=c.gpu_hour, cpu_core_hour=c.cpu_core_hour)
     if record["stop_after"] == "segment" and rate:
         cost["prediction"] = predict(segment_audio_s=record["segment_audio_s"], audio_s=record["audio_s"],
-                                     segment_audio_s_per_gpu_s=rate[0], engine_start_s=rate[1], gpu_hour=c.gpu_hour)
+                                     segment_audio_s_per_gpu_s=rate[0], engine_start_s=rate[1], engine_end_s=rate[2],
+                                     gpu_hour=c.gpu_hour)
     return cost
 
 

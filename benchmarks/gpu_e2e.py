@@ -203,7 +203,7 @@ def e2e(args, extra: list[str], during=None) -> dict:
         rec["engine_restarts"] = run["segment_accounting"].get("engine_restarts")
         if run.get("cost"):  # what the run measured of itself (issue 28)
             rec["cost"] = {k: run["cost"].get(k) for k in ("cpu_core_s", "gpu_s", "gpu_busy_share",
-                                                          "segment_audio_s_per_gpu_s", "segment_audio_s_per_busy_gpu_s",
+                                                          "segment_audio_s_per_gpu_s", "segment_audio_s_per_busy_gpu_s", "segment_audio_s_per_working_gpu_s", "engine_end_s",
                                                           "engine_start_s", "per_1000_audio_h",
                                                           "prediction") if run["cost"].get(k) is not None}
     log(rec)
@@ -220,7 +220,7 @@ def forecast(args) -> None:
     log({"step": "forecast", "sizing": args.sizing, "full": args.full, "predicted_gpu_h": sizing["gpu_h"],
          "measured_gpu_h": round(measured, 4), "error": round(sizing["gpu_h"] / measured - 1, 3),
          "throughput_used": sizing["segment_audio_s_per_gpu_s"],
-         "throughput_measured": full.get("segment_audio_s_per_busy_gpu_s"),
+         "throughput_measured": full.get("segment_audio_s_per_working_gpu_s"),
          "gpu_h_per_1000_audio_h": (full.get("per_1000_audio_h") or {}).get("gpu_h"),
          "cpu_core_h_per_1000_audio_h": (full.get("per_1000_audio_h") or {}).get("cpu_core_h")})
 

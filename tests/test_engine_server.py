@@ -83,6 +83,9 @@ def test_every_worker_process_feeds_one_engine_server(tmp_path, engine_env, long
     assert 0 < cost["mean_busy_cores"] <= len(os.sched_getaffinity(0)) + 0.5
     assert 0 < cost["gpu_s"] <= record["wall_s"] + 15  # the engine started before the run's clock
     assert 0 < cost["gpu_busy_share"] <= 1
+    # working (ready or first request, to last result) is within busy (first request to last result)
+    assert cost["segment_audio_s_per_working_gpu_s"] >= cost["segment_audio_s_per_busy_gpu_s"] > 0
+    assert cost["engine_start_s"] + cost["engine_end_s"] <= cost["gpu_s"]
     per = cost["per_1000_audio_h"]
     assert per["gpu_h"] == pytest.approx(cost["gpu_s"] * 1000 / record["audio_s"], rel=0.01)
     assert per["cpu_core_h"] == pytest.approx(cost["cpu_core_s"] * 1000 / record["audio_s"], rel=0.01)
