@@ -110,7 +110,7 @@ EOF
   S)
     install || exit 1
     timeout "${LIMIT_S:-540}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
-      --ways pad30:32,padded:64,packed:128,varlen:64,varlen:128,varlen:256,varlen:512 2>&1 | grep -v Warning | tail -12
+      --ways pad30:32,padded:64,packed:128,varlen:128,varlen:256 2>&1 | grep -v Warning | tail -12
     # issue 30's machine line: the speed summary with the Recall@10 of each path from R (same machine session)
     python3 - <<'EOF'
 import json, os
