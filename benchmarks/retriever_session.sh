@@ -10,6 +10,7 @@
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
 #   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
+#           bash benchmarks/retriever_session.sh RA       (the same with data.augment on, and off again beside it)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -107,6 +108,48 @@ for way in ("varlen", "pad30"):
     open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
 EOF
     ;;
+  RA)
+    # augmentation (issue 26's goal of 0.9 on held-out voices): the full run with data.augment on, and beside
+    # it the same run without (a second draw of R's varlen run: how much two runs differ)
+    install || exit 1
+    for way in aug noaug; do
+      python3 - "$way" <<'EOF'
+import sys, yaml
+way = sys.argv[1]
+cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
+cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
+cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
+                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
+cfg["data"]["augment"] = ({"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}
+                          if way == "aug" else {"warp": 0.0, "freq_masks": 0, "time_masks": 0})
+cfg["train"].update(output_dir=f"/tmp/r/run-{way}", epochs=40, lr=5.0e-4)
+yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{way}.yaml", "w"))
+EOF
+      timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
+        --config /tmp/r/retriever-$way.yaml > "$OUT/train-$way.log" 2>&1 &
+    done
+    wait
+    for way in aug noaug; do
+      echo "== $way"; grep "epoch\|done" "$OUT/train-$way.log" | tail -2
+      cp /tmp/r/run-$way/metrics.jsonl "$OUT/metrics-$way.jsonl"; cp /tmp/r/retriever-$way.yaml "$OUT/"
+    done
+    python3 - <<'EOF'
+import json, os
+for way in ("aug", "noaug"):
+    path = f"/tmp/r/run-{way}/metrics.jsonl"
+    lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    if len(lines) < 2:
+        print(f"{way}: no epoch finished"); continue
+    best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
+    out = {"step": f"recall_{way}", "augment": way == "aug", "recall_at_1": best["seen_recall@1"],
+           "recall_at_5": best["seen_recall@5"], "recall_at_10": best["seen_recall@10"],
+           "all_recall_at_10": best["recall@10"], "unseen_recall_at_10": best.get("unseen_recall@10"),
+           "before_recall_at_10": lines[0]["seen_recall@10"], "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"],
+           "seen_recall_at_10_by_epoch": [m["seen_recall@10"] for m in lines]}
+    print(json.dumps(out))
+    open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
+EOF
+    ;;
   S)
     install || exit 1
     timeout "${LIMIT_S:-540}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
@@ -124,5 +167,5 @@ if speed:
     open(path, "a").write(json.dumps(speed) + "\n")
 EOF
     ;;
-  *) echo "usage: $0 stage|R|S" >&2; exit 2 ;;
+  *) echo "usage: $0 stage|R|RA|S" >&2; exit 2 ;;
 esac

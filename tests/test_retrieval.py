@@ -230,6 +230,26 @@ def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
         assert grads[way][1:3].abs().max() == 0, way  # nothing flows between chunks packed together
 
 
+def test_augmentation_warps_and_masks_only_a_chunks_own_frames():
+    from asr_distill.retrieval.config import AugmentConfig
+    from asr_distill.retrieval.data import augment
+
+    torch.manual_seed(0)
+    frames = torch.tensor([100, 40])
+    mel = torch.linspace(-1, 1, 80)[None, :, None].repeat(2, 1, 120)  # each frame a rising ramp over the bins
+    mel[1, :, 40:] = 0.0  # the second chunk's padding
+    assert torch.equal(augment(mel, frames, AugmentConfig()), mel)  # all off: unchanged
+    warped = augment(mel, frames, AugmentConfig(warp=0.2))
+    assert torch.equal(warped[1, :, 40:], mel[1, :, 40:])  # padding untouched
+    assert not torch.allclose(warped[:, :, :40], mel[:, :, :40])  # the ramp stretched or squeezed...
+    assert (warped[:, 1:, :40] >= warped[:, :-1, :40] - 1e-6).all()  # ...and still rising
+    masked = augment(mel, frames, AugmentConfig(freq_masks=1, freq_width=0.5, time_masks=1, time_width=0.5))
+    changed = (masked != mel)
+    assert changed[0].any() and not changed[1, :, 40:].any()
+    fill = mel[0, :, :100].mean()  # masks take the chunk's own mean
+    assert torch.allclose(masked[0][changed[0]], torch.full_like(masked[0][changed[0]], float(fill)), atol=1e-6)
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)

@@ -44,6 +44,18 @@ class LossConfig(_Section):
     no_term_margin: float = Field(0.3, ge=-1, le=1)
 
 
+class AugmentConfig(_Section):
+    """Training-time augmentation of the log-mel features, on the device, each chunk drawn anew every
+    step (all 0: off). `warp` stretches or squeezes the mel axis by up to this factor (a speaker's
+    vocal tract: VTLP); then SpecAugment's masks, filled with the chunk's own mean."""
+
+    warp: float = Field(0.0, ge=0, lt=0.5, description="Mel-axis stretch, factor drawn in [1-warp, 1+warp].")
+    freq_masks: int = Field(0, ge=0, description="Bands of mel bins masked per chunk.")
+    freq_width: float = Field(0.1, ge=0, le=0.5, description="A band's width, up to this share of the bins.")
+    time_masks: int = Field(0, ge=0, description="Stretches of frames masked per chunk.")
+    time_width: float = Field(0.1, ge=0, le=0.5, description="A stretch's length, up to this share of the chunk.")
+
+
 class DataConfig(_Section):
     train_chunks: str = Field(description="JSONL of training chunks: key, uri (a packed shard range), term, "
                               "terms, text.")
@@ -52,6 +64,7 @@ class DataConfig(_Section):
     batch_size: int = Field(32, ge=2, description="Chunks per batch on each process.")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
     max_chunk_s: float = Field(5.0, gt=0, le=30, description="Longer chunks are cut to this (from their middle).")
+    augment: AugmentConfig = AugmentConfig()
 
 
 class TrainConfig(_Section):

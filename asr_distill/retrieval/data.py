@@ -160,6 +160,37 @@ def collate(items) -> Optional[dict]:
     return {"index": torch.tensor([i for i, _ in items]), "mel": mel, "frames": torch.tensor(frames)}
 
 
+def augment(mel: torch.Tensor, frames: torch.Tensor, cfg) -> torch.Tensor:
+    """mel (B, n_mels, T) padded, frames (B,): each chunk's features warped along the mel axis and
+    masked (an AugmentConfig), on mel's device; frames past a chunk's own are left as they were."""
+    b, n, t = mel.shape
+    dev = mel.device
+    frames = frames.to(dev)
+    own = torch.arange(t, device=dev)[None, :] < frames[:, None]  # (B, T)
+    out = mel
+    if cfg.warp > 0:
+        alpha = 1 + (torch.rand(b, device=dev) * 2 - 1) * cfg.warp
+        src = (torch.arange(n, device=dev)[None, :] / alpha[:, None]).clamp(max=n - 1)  # (B, n): bin read
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=n - 1)
+        w = (src - lo)[:, :, None].to(mel.dtype)
+        out = out.gather(1, lo[:, :, None].expand(b, n, t)) * (1 - w) + out.gather(1, hi[:, :, None].expand(b, n, t)) * w
+    fill = ((out * own[:, None, :]).sum((1, 2)) / (own.sum(1) * n).clamp(min=1))[:, None, None]
+    bins = torch.arange(n, device=dev)[None, :]
+    for _ in range(cfg.freq_masks):
+        width = (torch.rand(b, device=dev) * cfg.freq_width * n).long()
+        start = (torch.rand(b, device=dev) * (n - width)).long()
+        band = (bins >= start[:, None]) & (bins < (start + width)[:, None])  # (B, n)
+        out = torch.where(band[:, :, None], fill, out)
+    steps = torch.arange(t, device=dev)[None, :]
+    for _ in range(cfg.time_masks):
+        width = (torch.rand(b, device=dev) * cfg.time_width * frames).long()
+        start = (torch.rand(b, device=dev) * (frames - width)).long()
+        span = (steps >= start[:, None]) & (steps < (start + width)[:, None])  # (B, T), inside own frames
+        out = torch.where(span[:, None, :], fill, out)
+    return torch.where(own[:, None, :], out, mel)
+
+
 def loader(dataset: ChunkDataset, batch_size: int, num_workers: int, shuffle: bool, seed: int = 0,
            rank: int = 0, world: int = 1, epoch: int = 0, drop_last: bool = True) -> torch.utils.data.DataLoader:
     """Each process's share of the chunks (DistributedSampler), shuffled by epoch, batches of equal size."""

@@ -94,6 +94,8 @@ class Trainer:
         self.text_ids = {t: i for i, t in enumerate(texts)}
         self.text_base = text.embed(texts).to(self.device)
         del text
+        a = cfg.data.augment
+        self.augmenting = a.warp > 0 or a.freq_masks > 0 or a.time_masks > 0
         self.amp = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and self.device.type == "cuda")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -154,10 +156,13 @@ class Trainer:
                 self.skipped_steps += 1  # an unreadable chunk somewhere: every process skips the step
                 continue
             term_ids, text_ids, inside = self._batch_tensors(batch)
+            mel = batch["mel"].to(self.device, non_blocking=True)
+            if self.augmenting:
+                mel = rdata.augment(mel, batch["frames"], cfg.data.augment)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
             with autocast:
                 audio, terms, texts, glossary = self.ddp(
-                    batch["mel"].to(self.device, non_blocking=True), batch["frames"].to(self.device),
+                    mel, batch["frames"].to(self.device),
                     self.term_base[term_ids.clamp(min=0)], self.text_base[text_ids], self.term_base)
                 loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary,
                                       inside)
