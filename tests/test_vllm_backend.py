@@ -196,9 +196,10 @@ def test_a_stalled_engine_fails_the_batch_after_stall_s(monkeypatch):
     monkeypatch.setenv("FAKE_VLLM_STALL_AT_STEP", "3")
     b, engine = backend(CFG.model_copy(update={"vllm": CFG.vllm.model_copy(update={"stall_s": 1.0})}))
     started = time.monotonic()
-    with pytest.raises(EngineFailedError, match="stalled: no step returned for 1 s while it held 2"):
+    # it held both requests, or one if the other finished in the two steps before the stall (a loaded machine)
+    with pytest.raises(EngineFailedError, match="stalled: no step returned for 1 s while it held [12] request"):
         b.transcribe_segments([seg(i, 5.0) for i in range(2)])
-    assert 1.0 <= time.monotonic() - started < 4 and engine.core.is_alive()  # alive, but no progress
+    assert 1.0 <= time.monotonic() - started < 10 and engine.core.is_alive()  # alive, but no progress
 
 
 def test_whisper_requests_are_encoder_decoder_prompts():
