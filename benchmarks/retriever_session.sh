@@ -10,7 +10,7 @@
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
 #   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
-#           bash benchmarks/retriever_session.sh RA       (the same with data.augment on, and off again beside it)
+#           bash benchmarks/retriever_session.sh RA       (the same three ways: plain, data.augment, + model.spelling_buckets)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -109,10 +109,11 @@ for way in ("varlen", "pad30"):
 EOF
     ;;
   RA)
-    # augmentation (issue 26's goal of 0.9 on held-out voices): the full run with data.augment on, and beside
-    # it the same run without (a second draw of R's varlen run: how much two runs differ)
+    # augmentation (issue 26's goal of 0.9 on held-out voices) and spelling (its unseen terms): side by side on
+    # one GPU, the full run without either (a second draw of R's varlen run: how much two runs differ), with
+    # data.augment on, and with data.augment and model.spelling_buckets on
     install || exit 1
-    for way in aug noaug; do
+    for way in noaug aug spell; do
       python3 - "$way" <<'EOF'
 import sys, yaml
 way = sys.argv[1]
@@ -121,7 +122,8 @@ cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/min
 cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
                    glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
 cfg["data"]["augment"] = ({"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}
-                          if way == "aug" else {"warp": 0.0, "freq_masks": 0, "time_masks": 0})
+                          if way != "noaug" else {"warp": 0.0, "freq_masks": 0, "time_masks": 0})
+cfg["model"]["spelling_buckets"] = 16384 if way == "spell" else 0
 cfg["train"].update(output_dir=f"/tmp/r/run-{way}", epochs=40, lr=5.0e-4)
 yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{way}.yaml", "w"))
 EOF
@@ -129,23 +131,24 @@ EOF
         --config /tmp/r/retriever-$way.yaml > "$OUT/train-$way.log" 2>&1 &
     done
     wait
-    for way in aug noaug; do
+    for way in noaug aug spell; do
       echo "== $way"; grep "epoch\|done" "$OUT/train-$way.log" | tail -2
       cp /tmp/r/run-$way/metrics.jsonl "$OUT/metrics-$way.jsonl"; cp /tmp/r/retriever-$way.yaml "$OUT/"
     done
     python3 - <<'EOF'
 import json, os
-for way in ("aug", "noaug"):
+for way in ("noaug", "aug", "spell"):
     path = f"/tmp/r/run-{way}/metrics.jsonl"
     lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
     if len(lines) < 2:
         print(f"{way}: no epoch finished"); continue
     best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
-    out = {"step": f"recall_{way}", "augment": way == "aug", "recall_at_1": best["seen_recall@1"],
+    out = {"step": f"recall_{way}", "augment": way != "noaug", "spelling": way == "spell", "recall_at_1": best["seen_recall@1"],
            "recall_at_5": best["seen_recall@5"], "recall_at_10": best["seen_recall@10"],
            "all_recall_at_10": best["recall@10"], "unseen_recall_at_10": best.get("unseen_recall@10"),
            "before_recall_at_10": lines[0]["seen_recall@10"], "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"],
-           "seen_recall_at_10_by_epoch": [m["seen_recall@10"] for m in lines]}
+           "seen_recall_at_10_by_epoch": [m["seen_recall@10"] for m in lines],
+           "unseen_recall_at_10_by_epoch": [m["unseen_recall@10"] for m in lines]}
     print(json.dumps(out))
     open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
 EOF

@@ -104,6 +104,8 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
     loss_cfg = LossConfig()
     gloss = torch.randn(1000, 384, device=device)
+    model.set_glossary([f"term{i}" for i in range(1000)], gloss)
+    gloss_ids = torch.arange(1000, device=device)
     dataset = rdata.ChunkDataset(chunks.chunks, 5.0, tower.n_mels)
     batches = (b for epoch in range(1000) for b in rdata.loader(dataset, batch, workers, shuffle=True, seed=1 + epoch))
     cuda = device.type == "cuda"
@@ -128,7 +130,7 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
         sync(device)
         t1 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            audio, terms, texts, glossary = model(mel, frames, gloss[term_ids], gloss[term_ids], gloss)
+            audio, terms, texts, glossary = model(mel, frames, term_ids, gloss[term_ids], gloss_ids)
             loss = retriever_loss(loss_cfg, audio, terms, term_ids, texts, term_ids, model.scale(), glossary,
                                   term_ids[:, None])
         sync(device)

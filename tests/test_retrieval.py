@@ -250,6 +250,33 @@ def test_augmentation_warps_and_masks_only_a_chunks_own_frames():
     assert torch.allclose(masked[0][changed[0]], torch.full_like(masked[0][changed[0]], float(fill)), atol=1e-6)
 
 
+def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trains():
+    from torch import nn
+
+    from asr_distill.retrieval.model import Retriever, Spelling
+
+    sp = Spelling(["Photosynthesis", "photo  synthesis", "Kubernetes"], buckets=1 << 12, width=8)
+    grams = [set(sp.ngrams(t)) for t in ("Photosynthesis", "photosynthetic", "Kubernetes")]
+    assert sp.ngrams("Photosynthesis") == Spelling([], 1 << 12, 8).ngrams("photosynthesis")  # stable, case-folded
+    assert len(grams[0] & grams[1]) > len(grams[0]) / 2 and len(grams[0] & grams[2]) < 3  # shared by the like
+    assert sp.ids.shape[0] == 3 and (sp.ids[0] > 0).sum() == 3 * len("<photosynthesis>") - (1 + 2 + 3)
+
+    class Tower(nn.Module):  # the audio side is not used here
+        width = 4
+
+    torch.manual_seed(0)
+    base = torch.randn(3, 8)
+    plain, spelled = Retriever(Tower(), 8, 16), Retriever(Tower(), 8, 16)
+    spelled.load_state_dict(plain.state_dict())
+    plain.set_glossary(["Photosynthesis", "photo  synthesis", "Kubernetes"], base)
+    spelled.set_glossary(["Photosynthesis", "photo  synthesis", "Kubernetes"], base, spelling_buckets=1 << 12)
+    ids = torch.arange(3)
+    assert torch.equal(plain.embed_terms(ids), spelled.embed_terms(ids))  # zero at first: the same embeddings
+    spelled.embed_terms(ids)[:, 0].sum().backward()
+    assert spelled.spelling.table.weight.grad.abs().sum() > 0 and spelled.spelling.table.weight.grad[0].abs().sum() == 0
+    assert "spelling.table.weight" in spelled.trainable_state() and "term_base" not in spelled.trainable_state()
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)

@@ -25,6 +25,9 @@ class ModelConfig(_Section):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    spelling_buckets: int = Field(0, ge=0, description="With N > 0, a term is also embedded by its spelling: "
+                                  "its character 2-4-grams hashed into N trainable vectors (for terms never heard "
+                                  "in training); 0: off.")
     temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
     batching: Literal["varlen", "packed", "padded", "pad30"] = Field(
         "varlen", description="How chunks of different lengths share the audio tower: varlen, all chunks' frames "

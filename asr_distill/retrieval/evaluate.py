@@ -68,9 +68,12 @@ def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor
     return out
 
 
-def glossary_embeddings(model, base: torch.Tensor, block: int = 4096) -> torch.Tensor:
+def glossary_embeddings(model, block: int = 4096) -> torch.Tensor:
+    """Every glossary term of the model's (Retriever.set_glossary), embedded in blocks."""
+    n = model.term_base.shape[0]
+    ids = torch.arange(n, device=model.term_base.device)
     with torch.no_grad():
-        return torch.cat([model.embed_text(base[i:i + block]) for i in range(0, base.shape[0], block)])
+        return torch.cat([model.embed_terms(ids[i:i + block]) for i in range(0, n, block)])
 
 
 def embed_chunks(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:

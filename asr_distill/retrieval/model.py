@@ -213,8 +213,38 @@ class TextTower(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, self.width)
 
 
+class Spelling(nn.Module):
+    """A term's spelling as a bag of its character n-grams (2 to 4, with word-edge marks, case-folded),
+    each hashed (crc32) into one of `buckets` trainable vectors, averaged: terms never heard in training
+    still share n-grams with terms that were (fastText's subwords). Starts at zero: an untrained
+    retriever embeds terms as without it."""
+
+    def __init__(self, terms: Sequence[str], buckets: int, width: int):
+        super().__init__()
+        self.buckets = buckets
+        self.table = nn.Embedding(buckets + 1, width, padding_idx=0)  # 0: padding
+        nn.init.zeros_(self.table.weight)
+        grams = [self.ngrams(t) for t in terms]
+        ids = torch.zeros(len(terms), max((len(g) for g in grams), default=1), dtype=torch.long)
+        for i, g in enumerate(grams):
+            ids[i, :len(g)] = torch.tensor(g, dtype=torch.long)
+        self.register_buffer("ids", ids, persistent=False)  # (terms, n-grams): rebuilt from the glossary
+
+    def ngrams(self, term: str) -> list[int]:
+        import zlib
+
+        words = f"<{' '.join(term.casefold().split())}>"
+        grams = [words[i:i + n] for n in (2, 3, 4) for i in range(len(words) - n + 1)]
+        return [1 + zlib.crc32(g.encode()) % self.buckets for g in grams] or [0]
+
+    def forward(self, term_ids: torch.Tensor) -> torch.Tensor:
+        ids = self.ids[term_ids]
+        count = (ids > 0).sum(-1, keepdim=True).clamp(min=1)
+        return self.table(ids).sum(-2) / count
+
+
 class Retriever(nn.Module):
-    """What is trained: the audio tower's LoRA, the two heads and the logit scale."""
+    """What is trained: the audio tower's LoRA, the two heads, the logit scale (and the spelling table)."""
 
     def __init__(self, audio: AudioTower, text_width: int, dim: int = 512, temperature: float = 0.07):
         super().__init__()
@@ -222,6 +252,15 @@ class Retriever(nn.Module):
         self.audio_head = nn.Sequential(nn.Linear(audio.width, dim), nn.GELU(), nn.Linear(dim, dim))
         self.text_head = nn.Sequential(nn.Linear(text_width, dim), nn.GELU(), nn.Linear(dim, dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+        self.spelling: Optional[Spelling] = None
+        self.register_buffer("term_base", torch.zeros(0, text_width), persistent=False)
+
+    def set_glossary(self, terms: Sequence[str], base: torch.Tensor, spelling_buckets: int = 0) -> None:
+        """The glossary's terms and the text tower's embeddings of them (row i: term i); with
+        `spelling_buckets`, a Spelling of them too (its table trains with the rest)."""
+        self.term_base = base.to(self.text_head[0].weight.device)
+        if spelling_buckets:
+            self.spelling = Spelling(terms, spelling_buckets, base.shape[1]).to(self.term_base.device)
 
     def embed_audio(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio_head(self.audio(mel, frames).float()), dim=-1)
@@ -230,15 +269,25 @@ class Retriever(nn.Module):
         """Projected, normalised embeddings from the text tower's cached ones."""
         return F.normalize(self.text_head(base.float()), dim=-1)
 
-    def forward(self, mel: torch.Tensor, frames: torch.Tensor, *text_bases: torch.Tensor):
-        """One step's embeddings (through DDP's forward): the audio, then each text base projected."""
-        return (self.embed_audio(mel, frames), *(self.embed_text(b) for b in text_bases))
+    def embed_terms(self, term_ids: torch.Tensor) -> torch.Tensor:
+        """Glossary terms by index: the text tower's embedding (plus its spelling's), projected."""
+        base = self.term_base[term_ids].float()
+        if self.spelling is not None:
+            base = base + self.spelling(term_ids)
+        return F.normalize(self.text_head(base), dim=-1)
+
+    def forward(self, mel: torch.Tensor, frames: torch.Tensor, term_ids: torch.Tensor, text_base: torch.Tensor,
+                glossary_ids: torch.Tensor):
+        """One step's embeddings (through DDP's forward): the chunks' audio, their terms, their
+        transcripts (text tower embeddings) and the glossary terms scored for hard negatives."""
+        return (self.embed_audio(mel, frames), self.embed_terms(term_ids), self.embed_text(text_base),
+                self.embed_terms(glossary_ids))
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
 
     def trainable_state(self) -> dict:
-        """What a checkpoint holds: LoRA, heads, logit scale (never the frozen base)."""
+        """What a checkpoint holds: LoRA, heads, logit scale, spelling table (never the frozen base)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
 

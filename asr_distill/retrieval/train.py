@@ -89,7 +89,8 @@ class Trainer:
                               f"({cfg.data.batch_size} x {self.world} processes)")
         self.model, text = build(cfg.model, self.device)
         # the text tower is frozen: its embeddings of every term and transcript, once
-        self.term_base = text.embed(list(self.glossary.terms)).to(self.device)
+        self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), cfg.model.spelling_buckets)
+        self.glossary_ids = torch.arange(len(self.glossary.terms), device=self.device)
         texts = sorted({c.text for c in self.train_set.chunks})
         self.text_ids = {t: i for i, t in enumerate(texts)}
         self.text_base = text.embed(texts).to(self.device)
@@ -163,7 +164,7 @@ class Trainer:
             with autocast:
                 audio, terms, texts, glossary = self.ddp(
                     mel, batch["frames"].to(self.device),
-                    self.term_base[term_ids.clamp(min=0)], self.text_base[text_ids], self.term_base)
+                    term_ids.clamp(min=0), self.text_base[text_ids], self.glossary_ids)
                 loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary,
                                       inside)
             if _any(not math.isfinite(sum(loss.parts.values())), self.world, self.device):
@@ -187,7 +188,7 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with autocast:
             audio, order = embed_chunks(self.model, batches, self.device)
-            glossary = glossary_embeddings(self.model, self.term_base)
+            glossary = glossary_embeddings(self.model)
         chunks = [self.test_set.chunks[i] for i in order.tolist()]
         term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
         return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
