@@ -80,3 +80,20 @@ def start_time(pid: int) -> int | None:
     except (OSError, IndexError):
         return None
     return None if fields[0] == "Z" else int(fields[19])
+
+
+def tcp_connected(pid: int) -> bool:
+    """Whether the process holds an established TCP connection (False too where /proc cannot say)."""
+    try:
+        links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return False
+    inodes = {link[len("socket:["):-1] for link in links if link.startswith("socket:[")}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = [r.split() for r in Path(table).read_text().splitlines()[1:]]
+        except OSError:
+            continue
+        if any(r[3] == "01" and r[9] in inodes for r in rows if len(r) > 9):  # 01: ESTABLISHED
+            return True
+    return False

@@ -14,6 +14,12 @@ survive (tests/test_runners.py kills one). Worker processes are named `beam-sdk-
 
 The forkserver imports modules only (no threads, no gRPC channels, no models): the workers load
 models in their DoFns' setup, as before.
+
+A runner that asked for a worker waits for it to connect, without end (Beam's
+ExternalEnvironmentFactory: a Flink job hung so in a test run, its worker forked but never connected).
+So the pool watches each worker it starts: one that has neither connected (an established TCP
+connection, read from /proc) nor been stopped within CONNECT_S is killed and forked again, same id and
+endpoint, up to RESTARTS times; the runner then sees the worker it asked for.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import logging
 import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
 from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.worker import worker_pool_main
+
+from asr_distill.processes import tcp_connected
 
 log = logging.getLogger("beam_pipeline.worker_pool")
 
@@ -38,6 +47,8 @@ PRELOAD = ["apache_beam.runners.worker.sdk_worker", "apache_beam.transforms.core
            "transforms.inference", "transforms.reassemble", "transforms.write", "transforms.admit",
            "transforms.read_index"]
 WORKER_NAME = b"beam-sdk-worker"  # 15 bytes: what the kernel keeps of a process name
+CONNECT_S = 60.0  # a worker forked in milliseconds connects in about a second; this is for a loaded machine
+RESTARTS = 3
 
 
 def _name_process(name: bytes) -> None:
@@ -77,20 +88,50 @@ class _Forked:
 
 class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
     def StartWorker(self, request, unused_context):  # noqa: N802 (the gRPC method's name)
-        from beam_pipeline.worker_pool import run_worker as target  # by its module's name, even under -m
-
         try:
-            context = multiprocessing.get_context("forkserver")
-            process = context.Process(
-                target=target, name=f"sdk-worker-{request.worker_id}",
-                args=(request.control_endpoint.url, request.worker_id, self._state_cache_size,
-                      self._data_buffer_time_limit_ms))
-            process.start()
-            self._worker_processes[request.worker_id] = _Forked(process)
-            log.info("SDK worker %s: pid %d", request.worker_id, process.pid)
+            worker = self._fork(request)
+            self._worker_processes[request.worker_id] = worker
+            threading.Thread(target=self._watch, args=(request, worker), daemon=True,
+                             name=f"watch-{request.worker_id}").start()
             return beam_fn_api_pb2.StartWorkerResponse()
         except Exception:  # the runner shows this to the user
             return beam_fn_api_pb2.StartWorkerResponse(error=traceback.format_exc())
+
+    def _fork(self, request) -> _Forked:
+        from beam_pipeline.worker_pool import run_worker as target  # by its module's name, even under -m
+
+        process = multiprocessing.get_context("forkserver").Process(
+            target=target, name=f"sdk-worker-{request.worker_id}",
+            args=(request.control_endpoint.url, request.worker_id, self._state_cache_size,
+                  self._data_buffer_time_limit_ms))
+        process.start()
+        log.info("SDK worker %s: pid %d", request.worker_id, process.pid)
+        return _Forked(process)
+
+    def _watch(self, request, worker: _Forked, connect_s: float = CONNECT_S, restarts: int = RESTARTS) -> None:
+        """Forks the worker again (same id and endpoint) while it has neither connected nor been stopped."""
+        wid = request.worker_id
+        for attempt in range(restarts + 1):
+            deadline = time.monotonic() + connect_s
+            while time.monotonic() < deadline:
+                if self._worker_processes.get(wid) is not worker:  # stopped (StopWorker), or replaced
+                    return
+                if tcp_connected(worker.process.pid):
+                    return
+                time.sleep(0.5)
+            if attempt == restarts:
+                log.error("SDK worker %s never connected to %s after %d starts; the runner waits for it",
+                          wid, request.control_endpoint.url, restarts + 1)
+                return
+            log.warning("SDK worker %s (pid %s, %s) has not connected in %.0f s: starting it again", wid,
+                        worker.process.pid, "exited" if worker.process.exitcode is not None else "running",
+                        connect_s)
+            worker.kill()
+            worker = self._fork(request)
+            if self._worker_processes.get(wid) is None:  # stopped meanwhile
+                worker.kill()
+                return
+            self._worker_processes[wid] = worker
 
 
 def main(argv=None) -> int:

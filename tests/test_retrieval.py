@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import time
 
 import numpy as np
@@ -81,9 +80,9 @@ CFG = LossConfig(text_weight=0.3, term_weight=0.7, hard_negatives=3, hard_negati
                  no_term_weight=0.5, no_term_margin=-1.0)
 
 
-def _loss_grads(rank: int, world: int, port: int, out: str) -> None:
-    if world > 1:
-        torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+def _loss_grads(rank: int, world: int, rendezvous: str, out: str) -> None:
+    if world > 1:  # a file, not a port picked beforehand: a port another test took meanwhile aborted both ranks
+        torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
                                              world_size=world)
     part = slice(rank * B, (rank + 1) * B) if world > 1 else slice(0, 8)
     params, audio, terms, term_ids, texts, text_ids, scale, glossary = _setup(part)
@@ -98,16 +97,10 @@ def _loss_grads(rank: int, world: int, port: int, out: str) -> None:
     torch.save({"parts": loss.parts, "grads": grads}, f"{out}.{rank}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_give_the_loss_and_gradients_of_the_concatenated_batch(tmp_path):
     out = str(tmp_path / "r")
-    _loss_grads(0, 1, 0, out + "-one")
-    ctx = torch.multiprocessing.start_processes(_loss_grads, args=(2, _free_port(), out + "-two"), nprocs=2,
+    _loss_grads(0, 1, "", out + "-one")
+    ctx = torch.multiprocessing.start_processes(_loss_grads, args=(2, out + ".rendezvous", out + "-two"), nprocs=2,
                                                 start_method="spawn", join=False)
     deadline = time.monotonic() + 120
     while not ctx.join(timeout=1):  # a backward that waits on the other process forever fails here

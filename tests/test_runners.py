@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import speechgen
-from asr_distill.processes import alive, children_by_parent, subtree
+from asr_distill.processes import alive, children_by_parent, subtree, tcp_connected
 from conftest import read_jsonl, wait_for_committed_texts, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,23 +198,6 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _tcp_connected(pid: int) -> bool:
-    """Whether the process holds an established TCP connection (an SDK worker: to the runner)."""
-    try:
-        sockets = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
-    except OSError:
-        return False
-    inodes = {s[len("socket:["):-1] for s in sockets if s.startswith("socket:[")}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        if any(r.split()[3] == "01" and r.split()[9] in inodes for r in rows):  # 01: ESTABLISHED
-            return True
-    return False
-
-
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -231,7 +214,7 @@ def test_an_sdk_worker_killed_mid_job(flink, tmp_path, long_forms):
         # before it connects leaves Flink waiting for it without end (Beam's ExternalEnvironmentFactory)
         while True:
             below = subtree(pool, children_by_parent())[1:]
-            workers = [p for p in below if _comm(p) == "beam-sdk-worker" and _tcp_connected(p)]
+            workers = [p for p in below if _comm(p) == "beam-sdk-worker" and tcp_connected(p)]
             if workers or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
