@@ -37,7 +37,7 @@ import traceback
 from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.worker import worker_pool_main
 
-from asr_distill.processes import tcp_connected
+from asr_distill.processes import alive, tcp_connected
 
 log = logging.getLogger("beam_pipeline.worker_pool")
 
@@ -124,7 +124,7 @@ class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
                           wid, request.control_endpoint.url, restarts + 1)
                 return
             log.warning("SDK worker %s (pid %s, %s) has not connected in %.0f s: starting it again", wid,
-                        worker.process.pid, "exited" if worker.process.exitcode is not None else "running",
+                        worker.process.pid, "running" if alive(worker.process.pid) else "exited",
                         connect_s)
             worker.kill()
             worker = self._fork(request)
