@@ -26,8 +26,8 @@ demo: setup
 	$(PY) launch/demo/show.py $(DEMO_OUT)
 
 # The whole suite, on TEST_WORKERS processes (pytest-xdist); the Flink/Spark tests share one of them
-# and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Three on
-# two cores: the suite waits on JVMs and subprocesses about a fifth of the time (benchmarks/RESULTS.md).
+# and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Two on two
+# cores (473 s on a fresh clone, benchmarks/RESULTS.md); three were faster but made timing tests flaky.
 TEST_WORKERS ?= 2
 test: setup system-deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
