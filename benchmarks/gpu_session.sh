@@ -50,6 +50,20 @@ warm_q2a() {  # an engine on 20 files, as raw vLLM (an index's relative uris are
     > "$OUT/$2.log" 2>&1
   echo "$2 rc=$? at $(( $(date +%s) - t0 )) s"
 }
+fresh_machine() {  # install; dummy Qwen2-Audio-7B; a corpus of $1 files while two warm-up engines run
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows "$1" --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  local corpus=$!
+  warm_q2a 300 warmup1
+  warm_q2a 120 warmup2
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+}
 q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
   # pay that on 20 files, so the measured sides both start on warm caches; then the README command
   python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
@@ -139,18 +153,7 @@ F)
   python3 benchmarks/gpu_e2e.py report
   ;;
 G)
-  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
-    > "$OUT/corpus-warm.log" 2>&1
-  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
-     > "$OUT/corpus.log" 2>&1) &
-  corpus=$!
-  warm_q2a 300 warmup1
-  warm_q2a 120 warmup2
-  wait $corpus
-  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  fresh_machine 1650
   timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
     --raw-label q2a
   keep default
@@ -208,18 +211,7 @@ c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w'
   ;;
 TQ)  # T on a fresh machine for a session short of time (two calls): install, dummy model, 600 files while
   # two warm-up engines run (the machine's first two start slower), then the command on the first 150 files
-  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
-    > "$OUT/corpus-warm.log" 2>&1
-  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 600 --workers 12 \
-     > "$OUT/corpus.log" 2>&1) &
-  corpus=$!
-  warm_q2a 300 warmup1
-  warm_q2a 120 warmup2
-  wait $corpus
-  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  fresh_machine 600
   head -150 /tmp/corpus/index.jsonl > /tmp/corpus/first150.jsonl  # beside the files its uris name
   timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/first150.jsonl --model /tmp/q2a --label cost150
   keep cost150

@@ -53,6 +53,33 @@ install() {
   cd "$here"
 }
 
+train_side_by_side() {  # NAME:JSON ... : the full run's config with JSON's sections merged over it, all on one GPU
+  local spec name
+  for spec in "$@"; do
+    name=${spec%%:*}
+    python3 - "$name" "${spec#*:}" <<'EOF'
+import json, sys, yaml
+name, extra = sys.argv[1], json.loads(sys.argv[2])
+cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
+cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
+cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
+                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
+cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
+for section, values in extra.items():
+    cfg[section].update(values)
+yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{name}.yaml", "w"))
+EOF
+    timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
+      --config /tmp/r/retriever-$name.yaml > "$OUT/train-$name.log" 2>&1 &
+  done
+  wait
+  for spec in "$@"; do
+    name=${spec%%:*}
+    echo "== $name"; grep "epoch\|done" "$OUT/train-$name.log" | tail -2
+    cp /tmp/r/run-$name/metrics.jsonl "$OUT/metrics-$name.jsonl"; cp /tmp/r/retriever-$name.yaml "$OUT/"
+  done
+}
+
 export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 
 case $step in
@@ -65,25 +92,7 @@ case $step in
     install || exit 1
     python3 -c "import torch, transformers, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__)"
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    for way in varlen pad30; do
-      python3 - "$way" <<'EOF'
-import sys, yaml
-way = sys.argv[1]
-cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
-cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching=way)
-cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
-                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
-cfg["train"].update(output_dir=f"/tmp/r/run-{way}", epochs=30, lr=5.0e-4)
-yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{way}.yaml", "w"))
-EOF
-      timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
-        --config /tmp/r/retriever-$way.yaml > "$OUT/train-$way.log" 2>&1 &
-    done
-    wait
-    for way in varlen pad30; do
-      echo "== $way"; tail -3 "$OUT/train-$way.log"
-      cp /tmp/r/run-$way/metrics.jsonl "$OUT/metrics-$way.jsonl"; cp /tmp/r/retriever-$way.yaml "$OUT/"
-    done
+    train_side_by_side 'varlen:{}' 'pad30:{"model": {"batching": "pad30"}}'
     cp /tmp/r/terms/corpus.json "$OUT/"
     python3 - <<'EOF'
 import json, os
@@ -113,28 +122,9 @@ EOF
     # one GPU, the full run without either (a second draw of R's varlen run: how much two runs differ), with
     # data.augment on, and with data.augment and model.spelling_buckets on
     install || exit 1
-    for way in noaug aug spell; do
-      python3 - "$way" <<'EOF'
-import sys, yaml
-way = sys.argv[1]
-cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
-cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
-cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
-                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
-cfg["data"]["augment"] = ({"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}
-                          if way != "noaug" else {"warp": 0.0, "freq_masks": 0, "time_masks": 0})
-cfg["model"]["spelling_buckets"] = 16384 if way == "spell" else 0
-cfg["train"].update(output_dir=f"/tmp/r/run-{way}", epochs=40, lr=5.0e-4)
-yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{way}.yaml", "w"))
-EOF
-      timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
-        --config /tmp/r/retriever-$way.yaml > "$OUT/train-$way.log" 2>&1 &
-    done
-    wait
-    for way in noaug aug spell; do
-      echo "== $way"; grep "epoch\|done" "$OUT/train-$way.log" | tail -2
-      cp /tmp/r/run-$way/metrics.jsonl "$OUT/metrics-$way.jsonl"; cp /tmp/r/retriever-$way.yaml "$OUT/"
-    done
+    train_side_by_side 'noaug:{"train": {"epochs": 40}}' \
+      'aug:{"train": {"epochs": 40}, "data": {"augment": {"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}}}' \
+      'spell:{"train": {"epochs": 40}, "data": {"augment": {"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}}, "model": {"spelling_buckets": 16384}}'
     python3 - <<'EOF'
 import json, os
 for way in ("noaug", "aug", "spell"):
