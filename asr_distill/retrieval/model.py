@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence
 
@@ -231,8 +232,6 @@ class Spelling(nn.Module):
         self.register_buffer("ids", ids, persistent=False)  # (terms, n-grams): rebuilt from the glossary
 
     def ngrams(self, term: str) -> list[int]:
-        import zlib
-
         words = f"<{' '.join(term.casefold().split())}>"
         grams = [words[i:i + n] for n in (2, 3, 4) for i in range(len(words) - n + 1)]
         return [1 + zlib.crc32(g.encode()) % self.buckets for g in grams] or [0]
