@@ -286,6 +286,8 @@ def test_recall_against_the_whole_glossary_in_blocks():
     assert (m["recall@1"], m["recall@5"], m["recall@10"]) == (0.8, 1.0, 1.0)
     assert m["unseen_recall@1"] == 1.0 and m["no_term_rejected"] == 1.0 and m["term_chunks_rejected"] == 0.0
     assert m["seen_term_chunks"] == 3 and round(m["seen_recall@1"], 4) == 0.6667 and m["seen_recall@5"] == 1.0
+    # best scores of term chunks: 1, 0.8, 1, 1, 1; keeping >= 95% of them keeps all five: the lowest, 0.8
+    assert m["threshold_keeping_95"] == 0.8 and m["no_term_rejected_keeping_95"] == 1.0
 
 
 # -- training: a retriever that learns, killed and resumed

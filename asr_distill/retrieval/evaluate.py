@@ -6,7 +6,9 @@ best-scored glossary terms. Reported on all test chunks (held-out voices/speaker
 built), split into the chunks whose term occurs in training (`seen_`: new voices, known terms) and
 those whose term never does (`unseen_`: what a glossary retriever is for). No-term chunks give the
 rejection rate at `no_term_threshold`: the share whose best term scores below it (and, beside it, the
-share of term chunks wrongly rejected at that threshold).
+share of term chunks wrongly rejected at that threshold); and the operating point a user would pick a
+threshold from: `threshold_keeping_95`, the highest threshold that keeps at least 95% of term chunks,
+with the share of no-term chunks it rejects.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor
     best = scores[:, 0]
     out["no_term_rejected"] = round(float((best[~has] < threshold).float().mean()), 4) if (~has).any() else None
     out["term_chunks_rejected"] = round(float((best[has] < threshold).float().mean()), 4) if has.any() else None
+    keeping = float(torch.quantile(best[has].float(), 0.05, interpolation="lower")) if has.any() else None
+    out["threshold_keeping_95"] = None if keeping is None else round(keeping, 4)
+    out["no_term_rejected_keeping_95"] = (round(float((best[~has] < keeping).float().mean()), 4)
+                                          if keeping is not None and (~has).any() else None)
     return out
 
 
@@ -93,5 +99,6 @@ def embed_chunks(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def summary_line(metrics: dict, prefix: Optional[str] = None) -> str:
-    keys = ["recall@1", "recall@5", "recall@10", "seen_recall@10", "unseen_recall@10", "no_term_rejected"]
+    keys = ["recall@1", "recall@5", "recall@10", "seen_recall@10", "unseen_recall@10", "no_term_rejected",
+            "threshold_keeping_95", "no_term_rejected_keeping_95"]
     return (prefix or "") + "  ".join(f"{k} {metrics.get(k)}" for k in keys)
