@@ -1,9 +1,13 @@
 """Processes by pid, read from /proc (Linux): whether one still runs, its resident memory, and the tree
-below it."""
+below it; and a guard that ends a process group when its leader is gone
+(`python -m asr_distill.processes guard PID`)."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import time
 from pathlib import Path
 
 
@@ -97,3 +101,18 @@ def tcp_connected(pid: int) -> bool:
         if any(r[3] == "01" and r[9] in inodes for r in rows if len(r) > 9):  # 01: ESTABLISHED
             return True
     return False
+
+
+def guard_group(leader: int, poll_s: float = 0.5) -> None:
+    """Wait until `leader` is gone, then SIGKILL whatever is left in this process's group (this guard
+    included). Run in the leader's own group, it ends children the leader could not end itself
+    because it was killed: a forked engine core that would otherwise hold the GPU with no job left."""
+    while alive(leader):
+        time.sleep(poll_s)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "guard":
+        sys.exit("usage: python -m asr_distill.processes guard PID")
+    guard_group(int(sys.argv[2]))

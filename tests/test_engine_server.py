@@ -326,6 +326,26 @@ def test_a_server_that_goes_away_while_a_client_connects_is_started_again(engine
     assert not alive(hello["pid"])
 
 
+def test_a_killed_server_with_no_job_left_leaves_no_engine_core_behind(engine_env):
+    """The whole job gone and its server SIGKILLed: no client is left to clean up after it, so the
+    server's guard kills the orphaned engine core (which would hold the GPU until someone noticed)."""
+    spec = _one_spec()
+    conn, hello, _started, _restarted = engine_server.connect_or_start(spec)
+    conn.close()
+    server = hello["pid"]
+    deadline = time.monotonic() + 60
+    while not (core := _engine_core(server)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert core and alive(core)
+    group = [pid for pid in children_by_parent().get(server, []) if pid != core]
+    assert len(group) == 1 and b"guard" in Path(f"/proc/{group[0]}/cmdline").read_bytes()
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while (alive(core) or alive(group[0])) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(core) and not alive(group[0])
+
+
 def test_a_server_that_goes_away_after_its_hello_fails_requests_as_died(engine_env):
     """Requests to a server that said hello and died are EngineDiedError (sent again to a new server
     by generate_all), not an error of the client's own."""

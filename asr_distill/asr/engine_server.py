@@ -16,7 +16,9 @@ free) and exits. A server that is itself killed may leave its engine core orphan
 that core (its default), so the core holds copies of the server's sockets: the clients never read
 an end of file. So each client watches the server's process itself (the pid behind its socket,
 SO_PEERCRED), and the client that starts the next server first kills what is left of the old one's
-process group.
+process group. Where no client is left to do that (the whole job died with its server), the
+server's guard does: a small process in the server's group that kills the group once the server is
+gone (`processes.guard_group`).
 
 Wire: a Unix socket per engine in `engine_dir()` (`ASR_DISTILL_ENGINE_DIR`, private to the user), with
 `multiprocessing.connection` messages. Starting is serialised by a file lock, so one server per engine
@@ -160,6 +162,15 @@ class EngineServer:
         self.spec.path("error").unlink(missing_ok=True)
         threading.Thread(target=self._accept, name="accept", daemon=True).start()
         threading.Thread(target=self._watch, name="watch", daemon=True).start()
+        guard = subprocess.Popen([sys.executable, "-m", "asr_distill.processes", "guard", str(os.getpid())],
+                                 stdin=subprocess.DEVNULL, close_fds=True)
+        try:
+            return self._serve()
+        finally:  # an orderly end: nothing is left for the guard to kill
+            guard.kill()
+            guard.wait()
+
+    def _serve(self) -> int:
         log.info("engine %s starting (devices %s)", self.spec.name, self.spec.devices)
         try:
             engine = self.module.start_engine(self.spec.args)
