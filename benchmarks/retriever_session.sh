@@ -138,7 +138,9 @@ for way in ("noaug", "aug", "spell"):
            "all_recall_at_10": best["recall@10"], "unseen_recall_at_10": best.get("unseen_recall@10"),
            "before_recall_at_10": lines[0]["seen_recall@10"], "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"],
            "seen_recall_at_10_by_epoch": [m["seen_recall@10"] for m in lines],
-           "unseen_recall_at_10_by_epoch": [m["unseen_recall@10"] for m in lines]}
+           "unseen_recall_at_10_by_epoch": [m["unseen_recall@10"] for m in lines],
+           "no_term_rejected": best.get("no_term_rejected"), "threshold_keeping_95": best.get("threshold_keeping_95"),
+           "no_term_rejected_keeping_95": best.get("no_term_rejected_keeping_95")}
     print(json.dumps(out))
     open(os.path.join(os.environ["OUT"], "retriever.jsonl"), "a").write(json.dumps(out) + "\n")
 EOF
