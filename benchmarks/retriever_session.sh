@@ -10,7 +10,8 @@
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
 #   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
-#           bash benchmarks/retriever_session.sh RA       (the same three ways: plain, data.augment, + model.spelling_buckets)
+#           bash benchmarks/retriever_session.sh RA       (three ways: plain, data.augment, + model.spelling_buckets;
+#                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -119,21 +120,28 @@ EOF
     ;;
   RA)
     # augmentation (issue 26's goal of 0.9 on held-out voices) and spelling (its unseen terms): side by side on
-    # one GPU, the full run without either (a second draw of R's varlen run: how much two runs differ), with
-    # data.augment on, and with data.augment and model.spelling_buckets on
+    # one GPU, the full run without either, with data.augment on, and with data.augment and
+    # model.spelling_buckets on. RA_SEED / RA_PATIENCE give another draw (run on 2026-12-05: seed 0 patience 3,
+    # then seed 1 patience 5, as the lines' names noaug/aug/spell and noaug2/aug2/spell2)
     install || exit 1
-    train_side_by_side 'noaug:{"train": {"epochs": 40}}' \
-      'aug:{"train": {"epochs": 40}, "data": {"augment": {"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}}}' \
-      'spell:{"train": {"epochs": 40}, "data": {"augment": {"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}}, "model": {"spelling_buckets": 16384}}'
-    python3 - <<'EOF'
+    seed=${RA_SEED:-0}; sfx=$([ "$seed" = 0 ] || echo "$((seed + 1))")
+    train="\"train\": {\"epochs\": 40, \"seed\": $seed, \"patience\": ${RA_PATIENCE:-3}}"
+    aug='"augment": {"warp": 0.1, "freq_masks": 2, "freq_width": 0.1, "time_masks": 2, "time_width": 0.1}'
+    off='"augment": {"warp": 0, "freq_masks": 0, "time_masks": 0}'
+    train_side_by_side "noaug$sfx:{$train, \"data\": {$off}, \"model\": {\"spelling_buckets\": 0}}" \
+      "aug$sfx:{$train, \"data\": {$aug}, \"model\": {\"spelling_buckets\": 0}}" \
+      "spell$sfx:{$train, \"data\": {$aug}, \"model\": {\"spelling_buckets\": 16384}}"
+    SFX=$sfx SEED=$seed python3 - <<'EOF'
 import json, os
+sfx = os.environ["SFX"]
 for way in ("noaug", "aug", "spell"):
-    path = f"/tmp/r/run-{way}/metrics.jsonl"
+    path = f"/tmp/r/run-{way}{sfx}/metrics.jsonl"
     lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
     if len(lines) < 2:
-        print(f"{way}: no epoch finished"); continue
+        print(f"{way}{sfx}: no epoch finished"); continue
     best = max(lines[1:], key=lambda m: m["recall@10"] or 0)
-    out = {"step": f"recall_{way}", "augment": way != "noaug", "spelling": way == "spell", "recall_at_1": best["seen_recall@1"],
+    out = {"step": f"recall_{way}{sfx}", "seed": int(os.environ["SEED"]), "augment": way != "noaug",
+           "spelling": way == "spell", "recall_at_1": best["seen_recall@1"],
            "recall_at_5": best["seen_recall@5"], "recall_at_10": best["seen_recall@10"],
            "all_recall_at_10": best["recall@10"], "unseen_recall_at_10": best.get("unseen_recall@10"),
            "before_recall_at_10": lines[0]["seen_recall@10"], "best_epoch": best["epoch"], "epochs_run": lines[-1]["epoch"],

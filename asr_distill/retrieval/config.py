@@ -82,7 +82,7 @@ class TrainConfig(_Section):
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU.")
     eval_batch_size: int = Field(256, ge=1, description="Glossary terms scored at once in evaluation.")
-    no_term_threshold: float = Field(0.5, ge=-1, le=1, description="A chunk whose best term scores below this "
+    no_term_threshold: float = Field(0.35, ge=-1, le=1, description="A chunk whose best term scores below this "
                                      "cosine is answered 'no term' (the evaluation's rejection rate).")
 
 
