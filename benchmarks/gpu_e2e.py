@@ -47,7 +47,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
-from asr_distill.processes import alive, children_by_parent, rss, subtree  # noqa: E402
+from asr_distill.processes import alive, children_by_parent, process_group, rss, subtree  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "."))
 TEACHER = ROOT / "launch" / "config" / "teacher.yaml"
@@ -244,12 +244,16 @@ def _engine_core(server: int) -> int:
     on_gpu = [p for p in _gpu_pids() if p in below]
     if on_gpu:
         return on_gpu[0]
+    try:
+        own = Path(f"/proc/{server}/cmdline").read_bytes()
+    except OSError:
+        own = None
     for pid in sorted(below):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"EngineCore" in cmdline or b"spawn_main" in cmdline:
+        if b"EngineCore" in cmdline or b"spawn_main" in cmdline or cmdline == own:  # own: a forked copy
             return pid
     raise RuntimeError(f"no engine core process under engine server {server}")
 
@@ -300,6 +304,51 @@ def fault(args, extra: list[str]) -> None:
             "segments_failed": rec.get("segments_failed"), "segments_lost": rec.get("segments_lost"),
             "engine_restarts": rec.get("engine_restarts"), "rc": rec["rc"]}
     log(line, "faults.jsonl")
+
+
+def orphan(args) -> None:
+    """An engine server SIGKILLed with no job left (no client to clean up after it): how long its
+    engine core, and the GPU it holds, outlive it. Twice: as shipped (the server's guard kills its
+    process group) and with the guard killed first (as before it had one); one line each."""
+    from asr_distill.asr.engine_server import read_stats, start_engines
+    from asr_distill.config import load_config
+
+    work = Path(args.work) / f"orphan-{args.label}"
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(bench_config(args.model, work / "teacher.yaml", args.teacher, args.real))
+    os.environ["ASR_DISTILL_ENGINE_DIR"] = str(work / "engines")
+    if args.fake:
+        os.environ.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
+                          PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
+    for guarded in (True, False):
+        shutil.rmtree(work / "engines", ignore_errors=True)
+        t0 = time.time()
+        [spec] = start_engines(cfg.inference)
+        while not (read_stats(spec) or {}).get("ready_at") and time.time() - t0 < 600:
+            time.sleep(0.2)
+        server = read_stats(spec)["pid"]
+        core = _engine_core(server)
+        guards = [p for p in process_group(server)
+                  if b"asr_distill.processes" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        if not guarded:
+            for p in guards:
+                os.kill(p, 9)
+        on_gpu_before = [p for p in _gpu_pids() if p in process_group(server)]
+        os.kill(server, 9)
+        killed = time.time()
+        while alive(core) and time.time() - killed < args.orphan_wait:
+            time.sleep(0.05)
+        core_gone = None if alive(core) else round(time.time() - killed, 2)
+        left = process_group(server)
+        on_gpu_after = [p for p in _gpu_pids() if p in left]
+        log({"step": "orphan", "label": args.label, "guard": guarded, "guards_found": len(guards),
+             "engine_ready_s": round(read_stats(spec)["ready_at"] - t0, 1), "gpu_processes_before": len(on_gpu_before),
+             "core_gone_s": core_gone, "waited_s": args.orphan_wait, "processes_left": len(left),
+             "gpu_processes_left": len(on_gpu_after)}, "faults.jsonl")
+        if left:  # clean up by hand for the next round, as the next job's client would
+            os.killpg(server, 9)
+            while process_group(server) and time.time() - killed < args.orphan_wait + 30:
+                time.sleep(0.1)
 
 
 def _round(x):
@@ -379,7 +428,7 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["e2e", "raw", "fault", "report", "forecast"])
+    ap.add_argument("step", choices=["e2e", "raw", "fault", "orphan", "report", "forecast"])
     ap.add_argument("--index")
     ap.add_argument("--model", default="fake-qwen2-audio")
     ap.add_argument("--label", default="default")
@@ -395,10 +444,12 @@ def main() -> None:
     ap.add_argument("--kill-after-ready", type=float, default=None,
                     help="fault: seconds after the engine was ready (on a cold machine, instead of --kill-at)")
     ap.add_argument("--undisturbed", default="default", help="fault: the e2e label it is compared with")
+    ap.add_argument("--orphan-wait", type=float, default=20.0, help="orphan: seconds to wait for the core to go")
     ap.add_argument("--sizing", default="sizing", help="forecast: the label of the --stop_after=segment run")
     ap.add_argument("--full", default="cost-full", help="forecast: the label of the full run it predicted")
     args = ap.parse_args(argv)
     {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "fault": lambda: fault(args, extra),
+     "orphan": lambda: orphan(args),
      "report": lambda: report(args), "forecast": lambda: forecast(args)}[args.step]()
 
 

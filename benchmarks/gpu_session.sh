@@ -28,6 +28,8 @@
 #      command; gpu_e2e.py forecast: predicted against measured GPU-hours, and the cost per 1000 h
 #   TQ, TQ2  T on a fresh machine, in two calls: install, 600 files, two warm-up engines, the command on
 #      150 files; then the sizing run on 600 with that throughput, the full command, the forecast
+#   O  (a fresh machine) install, dummy model; an engine server (eager) SIGKILLed with no job left, with
+#      its guard and with the guard killed first: how long the vLLM engine core holds the GPU (gpu_e2e.py orphan)
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -227,6 +229,16 @@ c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w'
   keep cost-full
   python3 benchmarks/gpu_e2e.py forecast --sizing sizing --full cost-full
   cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
+  ;;
+O)
+  bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c['inference']['vllm']['enforce_eager'] = True; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/eager.yaml
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py orphan --teacher /tmp/eager.yaml --model /tmp/q2a --label eager \
+    --orphan-wait 30
+  tail -c 20000 "$BENCH_WORK"/orphan-eager/engines/*.log > "$OUT/orphan-engine.log" 2>/dev/null
   ;;
 KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eager mode (no
   # torch.compile or CUDA graphs: the engine starts in well under a minute; the process tree, and so the
