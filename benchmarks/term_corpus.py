@@ -1,7 +1,8 @@
 """A term-chunk corpus for the retriever's full run (issue 26): glossary terms said by espeak-ng in
 carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`'s data section).
 
-  python benchmarks/term_corpus.py --out DIR [--terms 600] [--unseen 100] [--distractors 400] [--seed 0]
+  python benchmarks/term_corpus.py --out DIR [--terms 600] [--unseen 100] [--distractors 400]
+                                   [--no-term-test 100] [--seed 0]
 
 Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
 (glossary-like: real but not everyday), no two that espeak-ng pronounces the same. Of the spoken
@@ -9,8 +10,10 @@ terms, `--unseen` are held out entirely (test only); `--distractors` more are in
 never spoken, so each chunk is ranked against the whole glossary (terms + distractors).
 
 Train: every seen term in each of six voices (voice, variant, rate, pitch), each time in a carrier
-phrase drawn from six; no-term chunks (phrases without a term) at 1 in 10. Test: every spoken term
-(seen and unseen) in two voices never heard in training, in carriers of their own.
+phrase drawn from six; no-term chunks at 1 in 10. Test: every spoken term (seen and unseen) in two
+voices never heard in training, in carriers of their own, and `--no-term-test` no-term chunks per
+voice. A no-term chunk says 3-6 everyday words (wordfreq's first 1500, where no term comes from),
+each phrase drawn afresh: none is said twice, and the test's are not the training's.
 
 Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl and
 DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
@@ -37,16 +40,14 @@ TRAIN_VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155
 TEST_VOICES = [("en-gb-scotland+m4", 165, 50), ("en-us-nyc+f3", 170, 58)]  # never heard in training
 TRAIN_CARRIERS = ["{t}", "the {t}", "we need the {t} now", "say {t} again", "a {t} is here", "I like {t}"]
 TEST_CARRIERS = ["this is the {t}", "{t} please", "about {t} today"]
-NO_TERM = ["good morning everyone", "thank you very much", "see you next week", "that is all for today",
-           "let us begin", "any questions so far", "one more time", "I will be right back",
-           "can you hear me", "we are almost done", "please sit down", "not at all"]
+EVERYDAY = 1500  # wordfreq ranks below this make no-term phrases; terms come from above it
 
 
 def pick_terms(n: int, seed: int) -> list[str]:
     """n distinct words, no two pronounced alike by espeak-ng."""
     from wordfreq import top_n_list
 
-    words = [w for w in top_n_list("en", 40000)[1500:] if w.isascii() and w.isalpha() and 6 <= len(w) <= 12]
+    words = [w for w in top_n_list("en", 40000)[EVERYDAY:] if w.isascii() and w.isalpha() and 6 <= len(w) <= 12]
     random.Random(seed).shuffle(words)
     words = words[: n * 2]
     phonemes = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us"], input="".join(w + ".\n" for w in words),
@@ -63,13 +64,28 @@ def pick_terms(n: int, seed: int) -> list[str]:
     raise SystemExit(f"only {len(out)} distinct terms found")
 
 
+def no_term_phrases(n: int, rng: random.Random, taken: set) -> list[str]:
+    """n phrases of 3-6 everyday words, none in `taken` (which they join)."""
+    from wordfreq import top_n_list
+
+    common = [w for w in top_n_list("en", EVERYDAY) if w.isascii() and w.isalpha()]
+    out = []
+    while len(out) < n:
+        phrase = " ".join(rng.sample(common, rng.randint(3, 6)))
+        if phrase not in taken:
+            taken.add(phrase)
+            out.append(phrase)
+    return out
+
+
 def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     """16 kHz int16 samples of one phrase in one voice."""
     return speechgen.speak_16k(text, voice, rate, pitch)
 
 
-def plan(terms: list[str], unseen: int, seed: int) -> tuple[list[dict], list[dict]]:
+def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100) -> tuple[list[dict], list[dict]]:
     rng = random.Random(seed)
+    phrases: set = set()
 
     def rows(voices, name, tag, spoken, carriers, no_term):
         out = []
@@ -83,8 +99,8 @@ def plan(terms: list[str], unseen: int, seed: int) -> tuple[list[dict], list[dic
 
     seen = terms[unseen:]  # the first `unseen` terms are said in the test voices only
     train = rows(TRAIN_VOICES, "train", "", seen, TRAIN_CARRIERS,
-                 lambda v: [NO_TERM[(i + v) % 8] for i in range(len(seen) // 10)])
-    test = rows(TEST_VOICES, "test", "test", terms, TEST_CARRIERS, lambda v: NO_TERM[8:])
+                 lambda v: no_term_phrases(len(seen) // 10, rng, phrases))
+    test = rows(TEST_VOICES, "test", "test", terms, TEST_CARRIERS, lambda v: no_term_phrases(no_term_test, rng, phrases))
     return train, test
 
 
@@ -94,13 +110,14 @@ def main(argv=None) -> int:
     ap.add_argument("--terms", type=int, default=600, help="spoken terms (seen + unseen)")
     ap.add_argument("--unseen", type=int, default=100, help="spoken terms held out of training")
     ap.add_argument("--distractors", type=int, default=400, help="glossary terms never spoken")
+    ap.add_argument("--no-term-test", type=int, default=100, help="no-term test chunks per test voice")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     words = pick_terms(args.terms + args.distractors, args.seed)
     spoken, distractors = words[: args.terms], words[args.terms:]
-    train, test = plan(spoken, args.unseen, args.seed)
+    train, test = plan(spoken, args.unseen, args.seed, args.no_term_test)
     rows = train + test
     with ThreadPoolExecutor(args.workers) as pool:
         audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
@@ -119,6 +136,8 @@ def main(argv=None) -> int:
     seconds = [len(a) / 16000 for a in audio]
     info = {"glossary_terms": len(glossary), "spoken_terms": len(spoken), "unseen_terms": args.unseen,
             "distractors": len(distractors), "train_chunks": len(train), "test_chunks": len(test),
+            "no_term_train_chunks": sum(r["term"] is None for r in train),
+            "no_term_test_chunks": sum(r["term"] is None for r in test),
             "train_voices": [v[0] for v in TRAIN_VOICES], "test_voices": [v[0] for v in TEST_VOICES],
             "chunk_s": {"min": round(min(seconds), 2), "mean": round(float(np.mean(seconds)), 2),
                         "max": round(max(seconds), 2)}, "audio_s": round(sum(seconds), 1), "seed": args.seed}
