@@ -63,7 +63,8 @@ def test_worker_pools_run_our_image_where_the_jobs_look_for_them():
                 if c["name"] == "beam-worker-pool"]
     assert len(sidecars) == 2  # Flink task managers and Spark workers
     for c in sidecars:
-        assert c["image"] == f"asr-distill-gpu:{__version__}" and c["args"] == ["--worker_pool"]
+        assert c["image"] == f"asr-distill-gpu:{__version__}" and "args" not in c
+        assert c["command"] == ["python", "-m", "beam_pipeline.worker_pool", "--service_port=50000"]
         assert c["ports"][0]["containerPort"] == 50000
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     # a node's first engine compiles for minutes (Qwen3-Omni on an H200: 266 s to ready, 82 s warm):

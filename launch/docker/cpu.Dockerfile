@@ -1,7 +1,8 @@
 # CPU worker image: Beam's Python 3.11 SDK harness + this package + the embedded Whisper base model.
 # Runs decode, VAD, segmenting (and faster-whisper jobs). Build from the repository root:
 #   docker build -f launch/docker/cpu.Dockerfile -t asr-distill-cpu:0.1.0 .
-# As a worker-pool sidecar its command is `--worker_pool` (see launch/flink, launch/spark).
+# As a worker-pool sidecar its command is `python -m beam_pipeline.worker_pool --service_port=50000`
+# (see launch/flink, launch/spark).
 # PIP_EXTRA_INDEX_URL may name a CPU-only torch index to keep the image small (none is named here).
 FROM apache/beam_python3.11_sdk:2.77.0
 
