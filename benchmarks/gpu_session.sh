@@ -66,6 +66,11 @@ fresh_machine() {  # install; dummy Qwen2-Audio-7B; a corpus of $1 files while t
   wait $corpus
   echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
 }
+eager_config() {  # /tmp/eager.yaml: the teacher in eager mode (no torch.compile or CUDA graphs: a quick start)
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c['inference']['vllm']['enforce_eager'] = True; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/eager.yaml
+}
 q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
   # pay that on 20 files, so the measured sides both start on warm caches; then the README command
   python3 benchmarks/make_qwen3_omni.py /tmp/qwen3-omni
@@ -233,9 +238,7 @@ c.setdefault('cost', {})['throughput_from'] = sys.argv[3]; open(sys.argv[2], 'w'
 O)
   bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
   python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
-c['inference']['vllm']['enforce_eager'] = True; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
-    launch/config/teacher.yaml /tmp/eager.yaml
+  eager_config
   timeout "$(left)" python3 benchmarks/gpu_e2e.py orphan --teacher /tmp/eager.yaml --model /tmp/q2a --label eager \
     --orphan-wait 30
   tail -c 20000 "$BENCH_WORK"/orphan-eager/engines/*.log > "$OUT/orphan-engine.log" 2>/dev/null
@@ -248,9 +251,7 @@ KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eag
   python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 150 --workers 15 \
     > "$OUT/corpus.log" 2>&1
   echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
-  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
-c['inference']['vllm']['enforce_eager'] = True; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
-    launch/config/teacher.yaml /tmp/eager.yaml
+  eager_config
   for target in core server; do
     timeout "$(left)" python3 benchmarks/gpu_e2e.py fault --target $target --kill-at 0 --kill-after-ready 5 \
       --teacher /tmp/eager.yaml --undisturbed eager150 --index /tmp/corpus/index.jsonl --model /tmp/q2a \
