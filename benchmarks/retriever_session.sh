@@ -12,7 +12,7 @@
 #   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
 #           bash benchmarks/retriever_session.sh RA       (three ways: plain, data.augment, + model.spelling_buckets;
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
-#           bash benchmarks/retriever_session.sh RN       (the shipped config alone: recall and no-term rejection)
+#           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -155,18 +155,23 @@ for way in ("noaug", "aug", "spell"):
 EOF
     ;;
   RN)
-    # the shipped config (data.augment on) alone, on the corpus with 200 no-term test chunks: its recall and
-    # what its no-term threshold does (for a session with a few minutes left)
+    # the shipped config (data.augment on), two draws side by side (seed 0 and 1), on the corpus with 200
+    # no-term test chunks: its recall and what its no-term threshold does
     install || exit 1
-    train_side_by_side 'shipped:{"train": {"epochs": 40}}'
+    train_side_by_side 'shipped:{"train": {"epochs": 40}}' 'shipped2:{"train": {"epochs": 40, "seed": 1}}'
     python3 -c "
 import json, os
-lines = [json.loads(l) for l in open('/tmp/r/run-shipped/metrics.jsonl')]
-best = max(lines[1:], key=lambda m: m['recall@10'] or 0)
-keys = ['epoch', 'seen_recall@1', 'seen_recall@10', 'recall@10', 'unseen_recall@10', 'no_term_chunks', 'no_term_threshold',
-        'no_term_rejected', 'term_chunks_rejected', 'threshold_keeping_95', 'no_term_rejected_keeping_95']
-out = {'step': 'recall_shipped', **{k.replace('@', '_at_'): best.get(k) for k in keys}}
-print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\n')"
+for name in ('shipped', 'shipped2'):
+    path = f'/tmp/r/run-{name}/metrics.jsonl'
+    lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    if len(lines) < 2:
+        print(name, 'no epoch finished'); continue
+    best = max(lines[1:], key=lambda m: m['recall@10'] or 0)
+    keys = ['epoch', 'seen_recall@1', 'seen_recall@5', 'seen_recall@10', 'recall@10', 'unseen_recall@10', 'no_term_chunks',
+            'no_term_threshold', 'no_term_rejected', 'term_chunks_rejected', 'threshold_keeping_95',
+            'no_term_rejected_keeping_95']
+    out = {'step': f'recall_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys}}
+    print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     ;;
   S)
     install || exit 1
