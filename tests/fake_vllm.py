@@ -165,7 +165,13 @@ class FakeLLMEngine:
             raise ValueError(f"prompt is longer than max_model_len ({duration:.1f} s of audio)")
         self.requests.append((prompt.get("prompt", prompt.get("decoder_prompt")), params, request_id))  # no audio
         self.unfinished.add(request_id)
-        self._conn.send(("add", request_id, int(duration) + 1, float(audio[0]), duration))
+        self._send(("add", request_id, int(duration) + 1, float(audio[0]), duration))
+
+    def _send(self, message) -> None:
+        try:
+            self._conn.send(message)
+        except OSError:  # the core is gone: vLLM's client sends over ZMQ, which drops it without a word
+            pass
 
     def has_unfinished_requests(self):
         return bool(self.unfinished)
@@ -174,7 +180,7 @@ class FakeLLMEngine:
         self.steps += 1
         if self.fail_at and self.steps >= self.fail_at:
             raise RuntimeError(f"fake engine failed at step {self.steps}")
-        self._conn.send(("step",))
+        self._send(("step",))
         _, active, done = self._outputs.get()  # forever, once the core is gone (vLLM 0.26 does the same)
         self.max_running = max(self.max_running, active)
         self.unfinished.difference_update(rid for rid, _, _ in done)
