@@ -13,6 +13,7 @@
 #           bash benchmarks/retriever_session.sh RA       (three ways: plain, data.augment, + model.spelling_buckets;
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
+#           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch vs glossary, two seeds each)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -173,6 +174,27 @@ for name in ('shipped', 'shipped2'):
     out = {'step': f'recall_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys}}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     ;;
+  RT)
+    # loss.no_term_against: the shipped config (no-term chunks pushed off the batch's terms) beside the same with
+    # them pushed off the whole glossary's terms, two seeds each, four trainings side by side on one GPU
+    install || exit 1
+    train_side_by_side 'batch:{"train": {"epochs": 40}}' 'glossary:{"train": {"epochs": 40}, "loss": {"no_term_against": "glossary"}}' \
+      'batch2:{"train": {"epochs": 40, "seed": 1}}' \
+      'glossary2:{"train": {"epochs": 40, "seed": 1}, "loss": {"no_term_against": "glossary"}}'
+    python3 -c "
+import json, os
+for name in ('batch', 'glossary', 'batch2', 'glossary2'):
+    path = f'/tmp/r/run-{name}/metrics.jsonl'
+    lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+    if len(lines) < 2:
+        print(name, 'no epoch finished'); continue
+    best = max(lines[1:], key=lambda m: m['recall@10'] or 0)
+    keys = ['epoch', 'seen_recall@1', 'seen_recall@10', 'recall@10', 'unseen_recall@10', 'no_term_rejected',
+            'term_chunks_rejected', 'threshold_keeping_95', 'no_term_rejected_keeping_95']
+    out = {'step': f'no_term_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys},
+           'no_term_rejected_keeping_95_by_epoch': [m.get('no_term_rejected_keeping_95') for m in lines]}
+    print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
+    ;;
   S)
     install || exit 1
     timeout "${LIMIT_S:-540}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
@@ -190,5 +212,5 @@ if speed:
     open(path, "a").write(json.dumps(speed) + "\n")
 EOF
     ;;
-  *) echo "usage: $0 stage|R|RA|S" >&2; exit 2 ;;
+  *) echo "usage: $0 stage|R|RA|RN|RT|S" >&2; exit 2 ;;
 esac

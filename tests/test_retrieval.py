@@ -87,16 +87,21 @@ def _loss_grads(rank: int, world: int, rendezvous: str, out: str) -> None:
         torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
                                              world_size=world)
     part = slice(rank * B, (rank + 1) * B) if world > 1 else slice(0, 8)
-    params, audio, terms, term_ids, texts, text_ids, scale, glossary = _setup(part)
-    loss = retriever_loss(CFG, audio, terms, term_ids, texts, text_ids, scale, glossary)
-    loss.total.backward()
-    grads = [p.grad.clone() for p in params]
-    if world > 1:  # what DDP does with them
-        for g in grads:
-            torch.distributed.all_reduce(g)
-            g /= world
+    results = {}
+    for against in ("batch", "glossary"):  # no-term chunks against the batch's terms, or the whole glossary's
+        params, audio, terms, term_ids, texts, text_ids, scale, glossary = _setup(part)
+        loss = retriever_loss(CFG.model_copy(update={"no_term_against": against}), audio, terms, term_ids, texts,
+                              text_ids, scale, glossary)
+        loss.total.backward()
+        grads = [p.grad.clone() for p in params]
+        if world > 1:  # what DDP does with them
+            for g in grads:
+                torch.distributed.all_reduce(g)
+                g /= world
+        results[against] = {"parts": loss.parts, "grads": grads}
+    if world > 1:
         torch.distributed.destroy_process_group()
-    torch.save({"parts": loss.parts, "grads": grads}, f"{out}.{rank}")
+    torch.save(results, f"{out}.{rank}")
 
 
 def test_two_processes_give_the_loss_and_gradients_of_the_concatenated_batch(tmp_path):
@@ -110,14 +115,16 @@ def test_two_processes_give_the_loss_and_gradients_of_the_concatenated_batch(tmp
             for p in ctx.processes:
                 p.kill()
             pytest.fail("the two processes did not finish: a collective one of them never reached")
-    one = torch.load(out + "-one.0")
-    for rank in (0, 1):
-        two = torch.load(f"{out}-two.{rank}")
+    ones = torch.load(out + "-one.0")
+    for rank, against in ((0, "batch"), (1, "batch"), (0, "glossary"), (1, "glossary")):
+        one, two = ones[against], torch.load(f"{out}-two.{rank}")[against]
         assert two["parts"].keys() == one["parts"].keys() == {"text", "term", "hard_negative", "no_term"}
         for k, v in one["parts"].items():
-            assert v > 0 and abs(two["parts"][k] - v) < 1e-5, (k, v, two["parts"][k])
+            assert v > 0 and abs(two["parts"][k] - v) < 1e-5, (against, k, v, two["parts"][k])
         for g1, g2 in zip(one["grads"], two["grads"]):
-            assert g1.abs().sum() > 0 and torch.allclose(g1, g2, atol=1e-5), (g1, g2)
+            assert g1.abs().sum() > 0 and torch.allclose(g1, g2, atol=1e-5), (against, g1, g2)
+    # against the whole glossary, a no-term chunk has more terms to be near: never less loss
+    assert ones["glossary"]["parts"]["no_term"] >= ones["batch"]["parts"]["no_term"]
 
 
 def test_duplicate_terms_are_not_each_others_negatives():
@@ -129,6 +136,22 @@ def test_duplicate_terms_are_not_each_others_negatives():
     parts = retriever_loss(LossConfig(text_weight=0, hard_negative_weight=0, no_term_weight=0), audio,
                            glossary[term_ids], term_ids, audio, torch.arange(3), torch.tensor(100.0)).parts
     assert parts["term"] < 1e-6
+
+
+def test_no_term_chunks_against_the_whole_glossary():
+    """A chunk that says no term but sounds like glossary term 2, which no chunk of the batch says:
+    against the batch's terms (0, 1) it is already far enough; against the glossary it is pushed off
+    term 2, which is what a threshold on its best glossary score sees."""
+    glossary = torch.eye(3, requires_grad=True)
+    term_ids = torch.tensor([0, 1, -1])
+    audio = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.1, 0.0, 1.0]]), dim=-1)
+    cfg = LossConfig(text_weight=0, term_weight=0, hard_negative_weight=0, no_term_weight=1.0, no_term_margin=0.3)
+    args = (audio, glossary[term_ids.clamp(min=0)], term_ids, audio, torch.arange(3), torch.tensor(10.0), glossary)
+    assert retriever_loss(cfg, *args).parts["no_term"] == 0.0  # its best batch term scores 0.0995 < 0.3
+    parts = retriever_loss(cfg.model_copy(update={"no_term_against": "glossary"}), *args)
+    assert abs(parts.parts["no_term"] - (float(audio[2, 2]) - 0.3)) < 1e-6  # 0.995 - 0.3, averaged over 1 chunk
+    parts.total.backward()
+    assert glossary.grad[2].abs().sum() > 0 and glossary.grad[:2].abs().sum() == 0  # only term 2 is moved
 
 
 def test_a_term_said_in_the_chunk_is_never_its_hard_negative():

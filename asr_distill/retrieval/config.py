@@ -43,8 +43,11 @@ class LossConfig(_Section):
                                 "chunk (not its own), contrasted against its term; 0: off.")
     hard_negative_weight: float = Field(0.2, ge=0)
     no_term_weight: float = Field(0.1, ge=0, description="Weight of the no-term loss: a chunk without a term "
-                                  "is pushed below `no_term_margin` cosine to every term of the batch.")
+                                  "is pushed below `no_term_margin` cosine to every term of `no_term_against`.")
     no_term_margin: float = Field(0.3, ge=-1, le=1)
+    no_term_against: Literal["batch", "glossary"] = Field(
+        "batch", description="The terms a no-term chunk is pushed away from: those of the global batch, or the "
+        "whole glossary (what the evaluation and a user's threshold score it against).")
 
 
 class AugmentConfig(_Section):

@@ -11,6 +11,7 @@ of the loss on the concatenated batch (tests/test_retrieval.py checks that with 
     loss = text_weight x InfoNCE(audio, its text) + term_weight x InfoNCE(audio, its term)
          + hard_negative_weight x CE(audio: its term against the k glossary terms the model ranks highest)
          + no_term_weight x mean relu(max cosine of a no-term chunk to the batch's terms - margin)
+           (or to the whole glossary's terms: `no_term_against: glossary`)
 
 InfoNCE is symmetric: audio -> candidates (one positive each), and candidate -> audio (any chunk of
 that candidate is the right answer: the log of their summed probability).
@@ -145,8 +146,11 @@ def retriever_loss(cfg, audio: torch.Tensor, term_emb: torch.Tensor, term_ids: t
         parts["hard_negative"] = cfg.hard_negative_weight * hard_negative_loss(
             audio, term_ids.clamp(min=0), has_term, glossary_emb, scale, cfg.hard_negatives, inside)
     if cfg.no_term_weight:
-        batch_terms = gather_with_grad(term_emb)[gather_ids(has_term.to(torch.int64)).bool()]
-        parts["no_term"] = cfg.no_term_weight * no_term_loss(audio, ~has_term, batch_terms, cfg.no_term_margin)
+        if cfg.no_term_against == "glossary" and glossary_emb is not None:
+            against = glossary_emb  # the same on every process: no gather
+        else:
+            against = gather_with_grad(term_emb)[gather_ids(has_term.to(torch.int64)).bool()]
+        parts["no_term"] = cfg.no_term_weight * no_term_loss(audio, ~has_term, against, cfg.no_term_margin)
     share = sum(parts.values())
     values = torch.stack([p.detach() for p in parts.values()])
     if world > 1:
