@@ -13,7 +13,7 @@
 #           bash benchmarks/retriever_session.sh RA       (three ways: plain, data.augment, + model.spelling_buckets;
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
-#           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch vs glossary, two seeds each)
+#           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -176,14 +176,17 @@ for name in ('shipped', 'shipped2'):
     ;;
   RT)
     # loss.no_term_against: the shipped config (no-term chunks pushed off the batch's terms) beside the same with
-    # them pushed off the whole glossary's terms, two seeds each, four trainings side by side on one GPU
+    # them pushed off the whole glossary's terms, and that with no_term_weight 0.5; two seeds each, six
+    # trainings side by side on one GPU
     install || exit 1
-    train_side_by_side 'batch:{"train": {"epochs": 40}}' 'glossary:{"train": {"epochs": 40}, "loss": {"no_term_against": "glossary"}}' \
-      'batch2:{"train": {"epochs": 40, "seed": 1}}' \
-      'glossary2:{"train": {"epochs": 40, "seed": 1}, "loss": {"no_term_against": "glossary"}}'
+    g='"no_term_against": "glossary"'
+    train_side_by_side 'batch:{"train": {"epochs": 40}}' "glossary:{\"train\": {\"epochs\": 40}, \"loss\": {$g}}" \
+      "glossaryw:{\"train\": {\"epochs\": 40}, \"loss\": {$g, \"no_term_weight\": 0.5}}" \
+      'batch2:{"train": {"epochs": 40, "seed": 1}}' "glossary2:{\"train\": {\"epochs\": 40, \"seed\": 1}, \"loss\": {$g}}" \
+      "glossaryw2:{\"train\": {\"epochs\": 40, \"seed\": 1}, \"loss\": {$g, \"no_term_weight\": 0.5}}"
     python3 -c "
 import json, os
-for name in ('batch', 'glossary', 'batch2', 'glossary2'):
+for name in ('batch', 'glossary', 'glossaryw', 'batch2', 'glossary2', 'glossaryw2'):
     path = f'/tmp/r/run-{name}/metrics.jsonl'
     lines = [json.loads(l) for l in open(path)] if os.path.exists(path) else []
     if len(lines) < 2:
