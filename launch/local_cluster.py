@@ -7,7 +7,8 @@
 
 Everything lives under .cache/ (git-ignored; ASR_DISTILL_CLUSTER_CACHE moves it):
 - `runners/{flink,spark}/`: the job servers, built by `launch/runners/*/pom.xml` (Maven resolves Beam's
-  runner with its dependencies; the launcher jar's manifest names them);
+  runner with its dependencies: Flink's as one shaded jar, which each job ships to the cluster in one
+  blob; Spark's as a launcher jar whose manifest names them);
 - `flink-<v>/`: Flink's own jars, from PyPI's `apache-flink-libraries` (Flink's distribution, repackaged);
 - `spark-<v>/`: Spark's, from PyPI's `pyspark` (jars and bin/spark-class);
 - `clusters/{flink,spark}/`: each cluster's configuration, logs and the pids of its processes.
