@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -41,3 +43,25 @@ def missing_job_server(runner: str, given: Optional[str]) -> Optional[str]:
         return None
     return (f"{runner} needs Beam's job server: run `make job-servers` (Maven builds it into "
             f"{job_server_jar(runner).parent}), or pass --{JAR_FLAGS[runner]}=PATH")
+
+
+def unreachable_job_endpoint(endpoint: Optional[str], wait_s: float = 3.0) -> Optional[str]:
+    """None if something accepts connections at --job_endpoint (or none was given); else what to do, in
+    one sentence. Beam itself would wait --job_server_timeout (300 s) before saying anything."""
+    if not endpoint or endpoint == "embed":
+        return None
+    host, _, port = endpoint.rpartition(":")
+    if not port.isdigit():
+        return f"--job_endpoint={endpoint} is not HOST:PORT"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=wait_s):
+                return None
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                return (f"nothing answers at --job_endpoint={endpoint} ({err.strerror or err}): start the job server "
+                        "(`make flink-up` / `make spark-up` run one on localhost:8099 / 8199; on Kubernetes, "
+                        "launch/flink/job-server.yaml and a port-forward), or leave --job_endpoint out and "
+                        "--runner=FlinkRunner / SparkRunner start their own")
+            time.sleep(0.25)

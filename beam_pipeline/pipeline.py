@@ -214,7 +214,11 @@ def finish_work(output: str) -> None:
 
 def use_job_server(options: PipelineOptions) -> None:
     """FlinkRunner / SparkRunner start Beam's Java job server from a jar: the one `make job-servers`
-    built, unless one was given; a UsageError says what is missing (Java, or the jar)."""
+    built, unless one was given; a UsageError says what is missing (Java, or the jar). A job server
+    given by --job_endpoint must answer at once."""
+    problem = job_servers.unreachable_job_endpoint(options.view_as(PortableOptions).job_endpoint)
+    if problem:
+        raise UsageError(problem)
     runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
     if runner not in job_servers.RUNNER_ARTIFACTS:
         return

@@ -14,6 +14,7 @@ every test of this file runs on one worker, beside the rest of the suite (confte
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,6 +235,14 @@ def test_without_java_or_a_job_server_the_cli_says_what_to_do(tmp_path, monkeypa
     assert "Traceback" not in stderr
     rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", *SPARK)
     assert rc == 2 and "--spark_job_server_jar" in stderr
+    with socket.socket() as s:  # a port nothing listens on: Beam alone would wait 300 s on it
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    rc, _out, stderr = _cli(f"--input_index={index}", f"--output={tmp_path / 'o'}", "--runner=PortableRunner",
+                            f"--job_endpoint=localhost:{port}")
+    assert rc == 2 and f"nothing answers at --job_endpoint=localhost:{port}" in stderr and "make flink-up" in stderr
+    assert time.monotonic() - started < 60
     bare = tmp_path / "bin"  # a PATH with python and no java
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
