@@ -19,7 +19,9 @@ A runner that asked for a worker waits for it to connect, without end (Beam's
 ExternalEnvironmentFactory: a Flink job hung so in a test run, its worker forked but never connected).
 So the pool watches each worker it starts: one that has neither connected (an established TCP
 connection, read from /proc) nor been stopped within CONNECT_S is killed and forked again, same id and
-endpoint, up to RESTARTS times; the runner then sees the worker it asked for.
+endpoint, up to RESTARTS times; the runner then sees the worker it asked for. One that exits before it
+connects is forked again at once, its exit code logged (in a full test run one did, and the job
+waited the 60 s for it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import traceback
 from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.worker import worker_pool_main
 
-from asr_distill.processes import alive, tcp_connected
+from asr_distill.processes import tcp_connected
 
 log = logging.getLogger("beam_pipeline.worker_pool")
 
@@ -79,6 +81,9 @@ class _Forked:
     def kill(self) -> None:
         self.process.kill()
 
+    def exit_code(self) -> int | None:
+        return self.process.exitcode
+
     def wait(self, timeout: float | None = None) -> int:
         self.process.join(timeout)
         if self.process.exitcode is None:
@@ -118,14 +123,17 @@ class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
                     return
                 if tcp_connected(worker.process.pid):
                     return
+                if worker.exit_code() is not None:  # gone before it connected: no use waiting
+                    break
                 time.sleep(0.5)
             if attempt == restarts:
                 log.error("SDK worker %s never connected to %s after %d starts; the runner waits for it",
                           wid, request.control_endpoint.url, restarts + 1)
                 return
-            log.warning("SDK worker %s (pid %s, %s) has not connected in %.0f s: starting it again", wid,
-                        worker.process.pid, "running" if alive(worker.process.pid) else "exited",
-                        connect_s)
+            code = worker.exit_code()
+            log.warning("SDK worker %s (pid %s) %s: starting it again", wid, worker.process.pid,
+                        f"exited with code {code} before it connected" if code is not None
+                        else f"has not connected in {connect_s:.0f} s")
             worker.kill()
             worker = self._fork(request)
             if self._worker_processes.get(wid) is None:  # stopped meanwhile

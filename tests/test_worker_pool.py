@@ -21,8 +21,11 @@ class _Child:
         self.popen.kill()
         self.popen.wait()
 
+    def exit_code(self):
+        return self.popen.poll()
 
-def test_a_worker_that_never_connects_is_forked_again_under_its_id():
+
+def test_a_worker_that_never_connects_is_forked_again_under_its_id(caplog):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -44,6 +47,9 @@ def test_a_worker_that_never_connects_is_forked_again_under_its_id():
         pool._watch(request, first, connect_s=3.0, restarts=3)
         assert len(forked) == 3 and pool._worker_processes["4-1"] is forked[2]  # the runner gets a worker
         assert not alive(forked[0].process.pid) and alive(forked[2].process.pid)
+        said = [r.getMessage() for r in caplog.records if r.name == "beam_pipeline.worker_pool"]
+        assert "has not connected in 3 s" in said[0]  # the one that hung: killed after connect_s
+        assert "exited with code 0 before it connected" in said[1]  # the one that died: forked again at once
         assert time.monotonic() - started < 15
         forked[2].kill()
 
