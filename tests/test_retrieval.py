@@ -46,6 +46,9 @@ def test_the_shipped_config_validates_and_a_bad_one_is_a_clear_error(tmp_path, c
     assert (cfg.train.patience, cfg.train.checkpoint_every) == (3, 5)
     augment = cfg.data.augment  # on: it took held-out voices from 0.86 to 0.90 (RESULTS.md, 2026-12-05)
     assert (augment.warp, augment.freq_masks, augment.time_masks) == (0.1, 2, 2) and cfg.model.spelling_buckets == 0
+    # no-term chunks against the whole glossary: 0.73 rejected at 95% of term chunks kept, 0.41 against the
+    # batch's terms (RESULTS.md, 2026-12-06); the threshold is that operating point
+    assert (cfg.loss.no_term_against, cfg.loss.no_term_weight, cfg.train.no_term_threshold) == ("glossary", 0.5, 0.30)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {audio_model: x}\ndata: {train_chunks: a, test_chunks: b, glossary: g, batch_size: 1}\n"
                    "train: {output_dir: o}\n")
