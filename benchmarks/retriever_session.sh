@@ -197,6 +197,8 @@ for name in ('batch', 'glossary', 'glossaryw', 'batch2', 'glossary2', 'glossaryw
     out = {'step': f'no_term_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys},
            'no_term_rejected_keeping_95_by_epoch': [m.get('no_term_rejected_keeping_95') for m in lines]}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
+    # a call brings back 8 files at most: the logs and configs in one archive, the metrics and lines beside it
+    (cd "$OUT" && tar czf rt-logs.tgz train-*.log retriever-*.yaml && rm -f train-*.log retriever-*.yaml)
     ;;
   S)
     install || exit 1
