@@ -178,12 +178,14 @@ for name in ('shipped', 'shipped2'):
     # loss.no_term_against: the shipped config (no-term chunks pushed off the batch's terms) beside the same with
     # them pushed off the whole glossary's terms, and that with no_term_weight 0.5; two seeds each, six
     # trainings side by side on one GPU
+    # (RT_SEED=2: seeds 2 and 3 instead of 0 and 1)
     install || exit 1
-    g='"no_term_against": "glossary"'
-    train_side_by_side 'batch:{"train": {"epochs": 40}}' "glossary:{\"train\": {\"epochs\": 40}, \"loss\": {$g}}" \
-      "glossaryw:{\"train\": {\"epochs\": 40}, \"loss\": {$g, \"no_term_weight\": 0.5}}" \
-      'batch2:{"train": {"epochs": 40, "seed": 1}}' "glossary2:{\"train\": {\"epochs\": 40, \"seed\": 1}, \"loss\": {$g}}" \
-      "glossaryw2:{\"train\": {\"epochs\": 40, \"seed\": 1}, \"loss\": {$g, \"no_term_weight\": 0.5}}"
+    g='"no_term_against": "glossary"' t0="\"train\": {\"epochs\": 40, \"seed\": ${RT_SEED:-0}}"
+    t1="\"train\": {\"epochs\": 40, \"seed\": $((${RT_SEED:-0} + 1))}" b='"no_term_against": "batch", "no_term_weight": 0.1'
+    train_side_by_side "batch:{$t0, \"loss\": {$b}}" "glossary:{$t0, \"loss\": {$g, \"no_term_weight\": 0.1}}" \
+      "glossaryw:{$t0, \"loss\": {$g, \"no_term_weight\": 0.5}}" \
+      "batch2:{$t1, \"loss\": {$b}}" "glossary2:{$t1, \"loss\": {$g, \"no_term_weight\": 0.1}}" \
+      "glossaryw2:{$t1, \"loss\": {$g, \"no_term_weight\": 0.5}}"
     python3 -c "
 import json, os
 for name in ('batch', 'glossary', 'glossaryw', 'batch2', 'glossary2', 'glossaryw2'):
@@ -194,7 +196,7 @@ for name in ('batch', 'glossary', 'glossaryw', 'batch2', 'glossary2', 'glossaryw
     best = max(lines[1:], key=lambda m: m['recall@10'] or 0)
     keys = ['epoch', 'seen_recall@1', 'seen_recall@10', 'recall@10', 'unseen_recall@10', 'no_term_rejected',
             'term_chunks_rejected', 'threshold_keeping_95', 'no_term_rejected_keeping_95']
-    out = {'step': f'no_term_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys},
+    out = {'step': f'no_term_{name}', 'seed': int(os.environ.get('RT_SEED', 0)) + name.endswith('2'), 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys},
            'no_term_rejected_keeping_95_by_epoch': [m.get('no_term_rejected_keeping_95') for m in lines]}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     # a call brings back 8 files at most: the logs and configs in one archive, the metrics and lines beside it
