@@ -27,7 +27,7 @@ demo: setup
 
 # The whole suite, on TEST_WORKERS processes (pytest-xdist); the Flink/Spark tests share one of them
 # and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Two on two
-# cores (473 s on a fresh clone, benchmarks/RESULTS.md); three were faster but made timing tests flaky.
+# cores (488 s on a fresh clone, benchmarks/RESULTS.md); three were faster but made timing tests flaky.
 TEST_WORKERS ?= 2
 test: setup system-deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
