@@ -99,6 +99,10 @@ class VllmEngineConfig(_Section):
         10, ge=0, le=19, description="DirectRunner: once the command has started its engine servers, it and "
         "its SDK worker processes (decode, VAD) run at this niceness, so the engines, starting and then "
         "stepping, come first for the CPU. 0 leaves priorities alone.")
+    engine_cpus: int = Field(
+        0, ge=0, description="DirectRunner: logical CPUs (whole physical cores) its SDK worker processes keep "
+        "off, for the engine servers (asr_distill/cpus.py); 0 keeps every CPU for both. On a cluster the "
+        "worker pool's --engine_cpus does the same.")
     idle_exit_s: float = Field(
         120.0, gt=0, description="An engine server with no work for this long exits and frees its GPU (the "
         "next request starts it again). A local job stops its engines when it ends.")

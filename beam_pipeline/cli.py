@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Callable
 
@@ -66,9 +65,11 @@ def start_engines_early(argv: list) -> list:
         specs = start_engines(cfg.inference)
     except EngineFailedError:
         return []
-    # The engine servers run at the priority they were spawned with; this process and the SDK workers
-    # it starts from now on yield the CPU to them (vLLM's start competed with 16 decoding workers).
-    os.nice(cfg.inference.vllm.front_end_nice)
+    # This process and the SDK workers it starts from now on yield the CPU to the engine servers
+    # (vLLM's start competed with 16 decoding workers): a lower priority, and off the engine's cores.
+    from asr_distill.cpus import yield_to_engine
+
+    yield_to_engine(cfg.inference.vllm.front_end_nice, cfg.inference.vllm.engine_cpus)
     return specs
 
 

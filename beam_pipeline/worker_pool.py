@@ -60,9 +60,15 @@ def _name_process(name: bytes) -> None:
         pass
 
 
-def run_worker(control_url: str, worker_id: str, state_cache_size: int, data_buffer_time_limit_ms: int) -> None:
-    """In the forked process: one SDK harness, as Beam's pool runs it in `python -c`."""
+def run_worker(control_url: str, worker_id: str, state_cache_size: int, data_buffer_time_limit_ms: int,
+               nice: int = 0, engine_cpus: int = 0) -> None:
+    """In the forked process: one SDK harness, as Beam's pool runs it in `python -c`; on a GPU node it
+    yields the CPU to the node's engine server (asr_distill/cpus.py), as DirectRunner's workers do."""
     _name_process(WORKER_NAME)
+    if nice or engine_cpus:
+        from asr_distill.cpus import yield_to_engine
+
+        yield_to_engine(nice, engine_cpus)
     from apache_beam.runners.worker.sdk_worker import SdkHarness
 
     SdkHarness(control_url, worker_id=worker_id, state_cache_size=state_cache_size,
@@ -92,6 +98,9 @@ class _Forked:
 
 
 class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
+    front_end_nice = 0  # set by main() from its flags
+    engine_cpus = 0
+
     def StartWorker(self, request, unused_context):  # noqa: N802 (the gRPC method's name)
         try:
             worker = self._fork(request)
@@ -108,7 +117,7 @@ class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
         process = multiprocessing.get_context("forkserver").Process(
             target=target, name=f"sdk-worker-{request.worker_id}",
             args=(request.control_endpoint.url, request.worker_id, self._state_cache_size,
-                  self._data_buffer_time_limit_ms))
+                  self._data_buffer_time_limit_ms, self.front_end_nice, self.engine_cpus))
         process.start()
         log.info("SDK worker %s: pid %d", request.worker_id, process.pid)
         return _Forked(process)
@@ -145,7 +154,14 @@ class ForkingWorkerPool(worker_pool_main.BeamFnExternalWorkerPoolServicer):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m beam_pipeline.worker_pool", description=__doc__.split("\n\n")[0])
     parser.add_argument("--service_port", type=int, required=True, help="the port EXTERNAL's environment_config names")
+    parser.add_argument("--front_end_nice", type=int, default=0,
+                        help="GPU nodes: SDK workers run at this niceness, below the node's vLLM engine server "
+                             "(10, as vllm.front_end_nice does on DirectRunner)")
+    parser.add_argument("--engine_cpus", type=int, default=0,
+                        help="GPU nodes: logical CPUs (whole physical cores) the SDK workers keep off, for the "
+                             "engine server (as vllm.engine_cpus on DirectRunner)")
     args = parser.parse_args(argv)
+    ForkingWorkerPool.front_end_nice, ForkingWorkerPool.engine_cpus = args.front_end_nice, args.engine_cpus
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     multiprocessing.set_forkserver_preload(PRELOAD)
     multiprocessing.get_context("forkserver").Process(target=time.sleep, args=(0,)).start()  # warm it now

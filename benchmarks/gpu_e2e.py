@@ -143,6 +143,110 @@ class Sampler(threading.Thread):
             self.stop.wait(0.5)
 
 
+# ------------------------------------------------------------------------------------------- clusters
+# --runner flink|spark: the README command against a real cluster on this machine (launch/local_cluster.py:
+# what `make flink-up` starts, sized by --slots), its worker pool forking the SDK workers (EXTERNAL).
+
+
+def _local_cluster():
+    sys.path.insert(0, str(ROOT / "launch"))
+    import local_cluster
+
+    return local_cluster
+
+
+def runner_flags(args) -> list[str]:
+    if args.runner == "direct":
+        return []
+    lc = _local_cluster()
+    if args.runner == "flink":
+        flags = ["--runner=FlinkRunner", f"--flink_master=localhost:{lc.FLINK_REST}"]
+    else:
+        flags = ["--runner=SparkRunner", f"--spark_master_url=spark://localhost:{lc.SPARK_MASTER}"]
+    return [*flags, f"--job_endpoint=localhost:{lc.JOB_SERVERS[args.runner]}", "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{lc.WORKER_POOLS[args.runner]}",
+            f"--sdk_worker_parallelism={args.sdk_workers or args.slots}"]
+
+
+def cluster_up(args) -> Path:
+    """The runner's cluster, started unless it runs; the engine dir its worker pool's SDK workers use."""
+    lc = _local_cluster()
+    engines = Path(args.work) / f"{args.runner}-engines"
+    os.environ["ASR_DISTILL_ENGINE_DIR"] = str(engines)  # the worker pool, so its SDK workers, inherit it
+    if any(alive(p) for p in lc._pids(args.runner).values()):
+        return engines
+    vllm = yaml.safe_load(Path(args.teacher).read_text())["inference"].get("vllm", {})
+    pool = (f"--front_end_nice={vllm.get('front_end_nice', 10)}", f"--engine_cpus={vllm.get('engine_cpus', 0)}")
+    t = time.time()
+    if args.runner == "flink":
+        lc.flink_up(slots=args.slots, taskmanager_memory=args.taskmanager_memory, pool_args=pool)
+    else:
+        lc.spark_up(cores=args.slots, pool_args=pool)
+    log({"step": "cluster_up", "runner": args.runner, "slots": args.slots, "up_s": round(time.time() - t, 1),
+         "java": lc.java_binary(), "worker_pool": list(pool)})
+    return engines
+
+
+def worker_pool_pid(args) -> int:
+    return _local_cluster()._pids(args.runner)["worker_pool"]
+
+
+def clear_engine_dir(engines: Path) -> None:
+    """Before a cluster run: the stats of earlier runs' engine servers (gone by now) out of the way."""
+    for p in engines.glob("*.stats.json"):
+        p.unlink()
+
+
+def stop_cluster_engines(config: Path, engines: Path) -> None:
+    """A cluster's engine server outlives the job by `vllm.idle_exit_s` (the next job on the node would
+    use it): stop it, so the next run starts its own engine on a free GPU, as raw vLLM does."""
+    from asr_distill.asr.engine_server import engine_specs, stop_engines
+    from asr_distill.config import load_config
+
+    os.environ["ASR_DISTILL_ENGINE_DIR"] = str(engines)
+    stop_engines(engine_specs(load_config(config).inference))
+
+
+def cluster_timeline(args, t0: float) -> dict:
+    """The runner's own view of the newest job: when it started and ended, seconds after the command's start."""
+    lc = _local_cluster()
+    if args.runner == "flink":
+        jobs = (lc._http_json(f"http://localhost:{lc.FLINK_REST}/jobs/overview") or {}).get("jobs", [])
+        if not jobs:
+            return {}
+        job = max(jobs, key=lambda j: j["start-time"])
+        detail = lc._http_json(f"http://localhost:{lc.FLINK_REST}/jobs/{job['jid']}") or {}
+        first_task = min((v["start-time"] for v in detail.get("vertices", []) if v.get("start-time", -1) > 0),
+                         default=None)
+        return {"job_state": job["state"], "job_start_s": round(job["start-time"] / 1000 - t0, 1),
+                "first_task_s": round(first_task / 1000 - t0, 1) if first_task else None,
+                "job_end_s": round(job["end-time"] / 1000 - t0, 1) if job.get("end-time", -1) > 0 else None,
+                "vertices": len(detail.get("vertices", [])), "sdk_workers_forked": _forks_since(args, t0)}
+    apps = (lc._http_json(f"http://localhost:{lc.SPARK_UI}/json/") or {}).get("completedapps", [])
+    if not apps:
+        return {}
+    app = max(apps, key=lambda a: a["starttime"])
+    return {"job_state": app["state"], "job_start_s": round(app["starttime"] / 1000 - t0, 1),
+            "job_end_s": round((app["starttime"] + app["duration"]) / 1000 - t0, 1),
+            "sdk_workers_forked": _forks_since(args, t0)}
+
+
+def _forks_since(args, t0: float) -> int:
+    """SDK workers the worker pool forked since t0 (its log: one line a fork)."""
+    from datetime import datetime
+
+    log_file = _local_cluster()._state(args.runner) / "log" / "worker_pool.out"
+    n = 0
+    for line in log_file.read_text(errors="replace").splitlines():
+        if ": pid " in line and "SDK worker" in line:
+            try:
+                when = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            except ValueError:
+                continue
+            n += when >= t0
+    return n
+
+
 # ----------------------------------------------------------------------------------------------- e2e
 
 
@@ -152,19 +256,44 @@ def e2e(args, extra: list[str], during=None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     index = scaled_index(Path(args.index), args.scale, work / "index.jsonl")
     config = bench_config(args.model, work / "teacher.yaml", args.teacher, args.real)
-    out, engines = work / "out", work / "engines"
-    for old in (out, engines):  # a label run again starts afresh
-        shutil.rmtree(old, ignore_errors=True)
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)  # a label run again starts afresh
+    if args.runner == "direct":
+        engines = work / "engines"
+        shutil.rmtree(engines, ignore_errors=True)
+    else:
+        engines = cluster_up(args)
+        stop_cluster_engines(config, engines)  # one left by an earlier job would serve this one, warm
+        clear_engine_dir(engines)
+    rec = run_cli(args, index, config, out, engines, [*runner_flags(args), *extra], during)
+    if rec["rc"] != 0 and args.resume_after_failure:  # a fault that failed the job loudly: --resume finishes it
+        again = run_cli(args, index, config, out, engines, [*runner_flags(args), *extra, "--resume"])
+        rec["first_rc"], rec["first_wall_s"] = rec["rc"], rec["wall_s"]
+        rec.update(resume_rc=again["rc"], resume_wall_s=again["wall_s"],
+                   **{k: v for k, v in again.items() if k not in ("wall_s", "rc", "command")})
+        rec["rc"] = again["rc"]
+    rec.update(outputs_check(index, out))
+    if args.runner != "direct":
+        rec["cluster"] = cluster_timeline(args, rec["t0"])
+        stop_cluster_engines(config, engines)  # idle, it would hold the GPU for idle_exit_s after the job
+    if rec["rc"] == 0 and args.keep:
+        records = [line for p in sorted(out.glob("transcripts-*.jsonl")) for line in p.read_text().splitlines()]
+        (OUT / f"{args.label}-transcripts.jsonl").write_text("\n".join(records[:args.keep]) + "\n")
+    rec.pop("t0")
+    log(rec)
+    return rec
+
+
+def run_cli(args, index: Path, config: Path, out: Path, engines: Path, extra: list[str], during=None) -> dict:
+    """One `python -m beam_pipeline` run, timed and sampled; its run.json and engine stats read back."""
     env = dict(os.environ, ASR_DISTILL_ENGINE_DIR=str(engines))
-    if args.fake:
-        env.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={out}",
            f"--config={config}", *extra]
     t0 = time.time()
-    with open(work / "cli.log", "w") as log_file:
+    with open(out.parent / "cli.log", "a") as log_file:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        sampler = Sampler(proc.pid, engines)
+        # on a cluster the SDK workers are the worker pool's children: sample the pool's tree
+        sampler = Sampler(proc.pid if args.runner == "direct" else worker_pool_pid(args), engines)
         sampler.start()
         if during:
             threading.Thread(target=during, args=(t0, engines), daemon=True).start()
@@ -173,6 +302,7 @@ def e2e(args, extra: list[str], during=None) -> dict:
     sampler.stop.set()
     sampler.join()
     rec = {"step": "e2e", "label": args.label, "raw": args.raw_label, "scale": args.scale, "rc": rc, "wall_s": round(wall, 1),
+           "t0": t0,
            "command": " ".join(["python -m beam_pipeline", f"--input_index={index.name}", "--output=OUT",
                                 "--config=teacher.yaml", *extra]),
            "peak_rss_runner_mb": round(sampler.peak_runner / 2**20), "peak_rss_engine_mb": round(sampler.peak_engine / 2**20),
@@ -182,32 +312,51 @@ def e2e(args, extra: list[str], during=None) -> dict:
     if rc == 0:
         run = json.loads((out / "run.json").read_text())
         seg = run["segment_accounting"]
-        rec.update(rows=run["counts"]["index_rows"], transcripts=run["counts"]["transcripts"],
+        rec.update(runner=run["runner"], rows=run["counts"]["index_rows"], transcripts=run["counts"]["transcripts"],
                    segments=seg["cut"], segments_transcribed=seg["transcribed"], segments_failed=seg["failed"],
+                   segments_reused=seg.get("reused"),
                    segments_lost=seg["lost"], segment_audio_s=run["segment_audio_s"], audio_s=run["audio_s"],
                    speech_s=run["speech_s"], reconciled=run["reconciled"],
                    segments_reconciled=run["segments_reconciled"], environment=run["environment"],
-                   segment_audio_s_per_s=round(run["segment_audio_s"] / wall, 1))
-    if rc == 0 and args.keep:
-        records = [line for p in sorted(out.glob("transcripts-*.jsonl")) for line in p.read_text().splitlines()]
-        (OUT / f"{args.label}-transcripts.jsonl").write_text("\n".join(records[:args.keep]) + "\n")
-    stats = [json.loads(p.read_text()) for p in engines.glob("*.stats.json")]
-    if stats:
-        s = stats[0]
-        rec.update({"engine_spawned_s": round(s["spawned_at"] - t0, 1),
-                    "engine_ready_s": round((s["ready_at"] or t0) - t0, 1),
-                    "first_request_s": round((s["first_request_at"] or t0) - t0, 1),
-                    "last_result_s": round((s["last_result_at"] or t0) - t0, 1),
-                    "engine_requests": s["requests"], "engine_clients": len(set(s["clients"]))})
-    if rc == 0:
-        rec["engine_restarts"] = run["segment_accounting"].get("engine_restarts")
+                   segment_audio_s_per_s=round(run["segment_audio_s"] / wall, 1),
+                   engine_restarts=seg.get("engine_restarts"))
         if run.get("cost"):  # what the run measured of itself (issue 28)
             rec["cost"] = {k: run["cost"].get(k) for k in ("cpu_core_s", "gpu_s", "gpu_busy_share",
                                                           "segment_audio_s_per_gpu_s", "segment_audio_s_per_busy_gpu_s", "segment_audio_s_per_working_gpu_s", "engine_end_s",
                                                           "engine_start_s", "per_1000_audio_h",
                                                           "prediction") if run["cost"].get(k) is not None}
-    log(rec)
+    stats = [json.loads(p.read_text()) for p in engines.glob("*.stats.json")]
+    if stats:
+        s = min(stats, key=lambda x: x["spawned_at"])  # a restarted engine's server writes a second file
+        rec.update({"engine_spawned_s": round(s["spawned_at"] - t0, 1),
+                    "engine_ready_s": round((s["ready_at"] or t0) - t0, 1),
+                    "first_request_s": round((s["first_request_at"] or t0) - t0, 1),
+                    "last_result_s": round((max(x["last_result_at"] or 0 for x in stats) or t0) - t0, 1),
+                    "engine_requests": sum(x["requests"] for x in stats),
+                    "engine_clients": len({c for x in stats for c in x["clients"]}),
+                    "engine_servers": len(stats)})
     return rec
+
+
+def outputs_check(index: Path, out: Path) -> dict:
+    """What a user checks in the output directory itself: every index key once (transcript or failure
+    record), none twice, and the segments the transcripts hold."""
+    from collections import Counter
+
+    keys = [json.loads(line)["key"] for line in index.read_text().splitlines() if line.strip()]
+    done = Counter()
+    segments = 0
+    for kind in ("transcripts", "failures"):
+        for p in out.glob(f"{kind}-*.jsonl"):
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    if kind == "transcripts" or r.get("segment_index") is None:
+                        done[r["key"]] += 1
+                    if kind == "transcripts":
+                        segments += len(r.get("segments") or [])
+    return {"keys_missing": len(set(keys) - set(done)), "keys_twice": sum(1 for n in done.values() if n > 1),
+            "segments_in_transcripts": segments}
 
 
 def forecast(args) -> None:
@@ -267,6 +416,9 @@ def _server_stats(engines: Path) -> dict:
     return {}
 
 
+RUNNER_NAMES = {"direct": "DirectRunner", "flink": "FlinkRunner", "spark": "SparkRunner"}
+
+
 def fault(args, extra: list[str]) -> None:
     seen: dict = {}
 
@@ -277,6 +429,17 @@ def fault(args, extra: list[str]) -> None:
             if ready and time.time() >= ready + args.kill_after_ready:
                 break
             time.sleep(0.1)
+        if args.target == "taskmanager":
+            lc = _local_cluster()
+            victim = lc._pids("flink")["taskmanager"]
+            os.kill(victim, 9)
+            killed = time.time()
+            seen.update(killed_at_s=round(killed - t0, 1), victim=victim)
+            time.sleep(2)
+            lc.flink_taskmanager()  # another one, as Kubernetes starts the pod again
+            seen["detected"] = None
+            seen["ready_again"] = time.time() - killed  # the new TaskManager registered
+            return
         server = _server_stats(engines).get("pid")
         victim = _engine_core(server) if args.target == "core" else server
         os.kill(victim, 9)
@@ -294,16 +457,32 @@ def fault(args, extra: list[str]) -> None:
                 return
             time.sleep(0.05)
 
+    args.resume_after_failure = True
     rec = e2e(args, extra, during=kill)
     undisturbed = [r for r in _read_log() if r["step"] == "e2e" and r["label"] == args.undisturbed and r["rc"] == 0]
-    line = {"step": "engine_kill", "target": args.target, "label": args.label,
+    expected = undisturbed[-1]["segments"] if undisturbed else None
+    failed = _segment_failures(Path(args.work) / args.label / "out")
+    line = {"step": "engine_kill" if args.target in ("core", "server") else "runner_fault",
+            "runner": RUNNER_NAMES[args.runner], "target": args.target, "label": args.label,
             "killed_at_s": seen.get("killed_at_s"), "detected_s": _round(seen.get("detected")),
-            "ready_again_s": _round(seen.get("ready_again")), "wall_s": rec["wall_s"],
+            "ready_again_s": _round(seen.get("ready_again")), "wall_s": rec.get("first_wall_s", rec["wall_s"]),
             "undisturbed_wall_s": undisturbed[-1]["wall_s"] if undisturbed else None,
+            "rc": rec.get("first_rc", rec["rc"]), "resume_rc": rec.get("resume_rc"),
+            "resume_wall_s": rec.get("resume_wall_s"),
+            "segments_expected": expected, "segments_in_transcripts": rec["segments_in_transcripts"],
+            "segment_failures": failed,
+            "segments_lost": None if expected is None else expected - rec["segments_in_transcripts"] - failed,
+            "keys_missing": rec["keys_missing"], "keys_twice": rec["keys_twice"],
             "segments_cut": rec.get("segments"), "segments_transcribed": rec.get("segments_transcribed"),
-            "segments_failed": rec.get("segments_failed"), "segments_lost": rec.get("segments_lost"),
-            "engine_restarts": rec.get("engine_restarts"), "rc": rec["rc"]}
+            "segments_reused": rec.get("segments_reused"),
+            "segments_failed": rec.get("segments_failed"), "run_json_segments_lost": rec.get("segments_lost"),
+            "engine_restarts": rec.get("engine_restarts"), "final_rc": rec["rc"]}
     log(line, "faults.jsonl")
+
+
+def _segment_failures(out: Path) -> int:
+    return sum(1 for p in out.glob("failures-*.jsonl") for line in p.read_text().splitlines()
+               if line.strip() and json.loads(line).get("segment_index") is not None)
 
 
 def orphan(args) -> None:
@@ -317,9 +496,6 @@ def orphan(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     cfg = load_config(bench_config(args.model, work / "teacher.yaml", args.teacher, args.real))
     os.environ["ASR_DISTILL_ENGINE_DIR"] = str(work / "engines")
-    if args.fake:
-        os.environ.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
-                          PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
     for guarded in (True, False):
         shutil.rmtree(work / "engines", ignore_errors=True)
         t0 = time.time()
@@ -419,8 +595,31 @@ def report(_args) -> None:
         if r["step"] == "e2e" and raws and r.get("rc") == 0:
             ref = raws[-1]
             same = r["segments"] == ref["segments"]
-            log({"step": "ratio", "label": r["label"], "e2e_over_raw": round(ref["wall_s"] / r["wall_s"], 3),
+            log({"step": "ratio", "label": r["label"], "runner": r.get("runner", "DirectRunner"),
+                 "e2e_over_raw": round(ref["wall_s"] / r["wall_s"], 3),
                  "same_segments": same, "segments": r["segments"], "raw_segments": ref["segments"]})
+
+
+def segment_texts(out: Path) -> dict:
+    """(key, start_s, end_s) -> text of every segment in a run's transcripts."""
+    texts = {}
+    for p in out.glob("transcripts-*.jsonl"):
+        for line in p.read_text().splitlines():
+            if line.strip():
+                t = json.loads(line)
+                for seg in t.get("segments") or []:
+                    texts[(t["key"], round(seg["start_s"], 3), round(seg["end_s"], 3))] = seg["text"]
+    return texts
+
+
+def compare(args) -> None:
+    """Two runs' segment texts, side by side: the same segments, and how many texts are equal."""
+    a, b = (segment_texts(Path(args.work) / label / "out") for label in args.labels)
+    both = sorted(set(a) & set(b))
+    differ = [k for k in both if a[k] != b[k]]
+    log({"step": "same_texts", "a": args.labels[0], "b": args.labels[1], "segments_a": len(a), "segments_b": len(b),
+         "same_segments": set(a) == set(b), "texts_equal": len(both) - len(differ), "texts_different": len(differ),
+         "examples": [{"key": k[0], "start_s": k[1], "a": a[k][:80], "b": b[k][:80]} for k in differ[:3]]})
 
 
 def main() -> None:
@@ -428,7 +627,13 @@ def main() -> None:
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
     ap = argparse.ArgumentParser()
-    ap.add_argument("step", choices=["e2e", "raw", "fault", "orphan", "report", "forecast"])
+    ap.add_argument("step", choices=["e2e", "raw", "fault", "orphan", "report", "forecast", "compare", "cluster"])
+    ap.add_argument("--runner", choices=["direct", "flink", "spark"], default="direct",
+                    help="e2e/fault: DirectRunner, or a Flink/Spark cluster started on this machine")
+    ap.add_argument("--slots", type=int, default=os.cpu_count(), help="the cluster's task slots (Spark: cores)")
+    ap.add_argument("--sdk-workers", type=int, default=0, help="--sdk_worker_parallelism (default: --slots)")
+    ap.add_argument("--taskmanager-memory", default="8g", help="Flink's taskmanager.memory.process.size")
+    ap.add_argument("--labels", nargs=2, help="compare: the two e2e labels whose texts are compared")
     ap.add_argument("--index")
     ap.add_argument("--model", default="fake-qwen2-audio")
     ap.add_argument("--label", default="default")
@@ -439,7 +644,8 @@ def main() -> None:
     ap.add_argument("--real", action="store_true", help="real weights and outputs (no dummy, no fixed length)")
     ap.add_argument("--keep", type=int, default=0, help="copy this many transcript records to $OUT")
     ap.add_argument("--fake", action="store_true")
-    ap.add_argument("--target", choices=["core", "server"], default="core", help="fault: what is killed")
+    ap.add_argument("--target", choices=["core", "server", "taskmanager"], default="core",
+                    help="fault: what is killed (taskmanager: --runner flink; another is started, as Kubernetes would)")
     ap.add_argument("--kill-at", type=float, default=80.0, help="fault: seconds into the run")
     ap.add_argument("--kill-after-ready", type=float, default=None,
                     help="fault: seconds after the engine was ready (on a cold machine, instead of --kill-at)")
@@ -448,9 +654,14 @@ def main() -> None:
     ap.add_argument("--sizing", default="sizing", help="forecast: the label of the --stop_after=segment run")
     ap.add_argument("--full", default="cost-full", help="forecast: the label of the full run it predicted")
     args = ap.parse_args(argv)
+    args.resume_after_failure = False
+    if args.fake:  # every process this starts (the CLI, a cluster's worker pool, engine servers) uses the double
+        os.environ.update(ASR_DISTILL_VLLM_ENGINE="fake_vllm",
+                          PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
     {"e2e": lambda: e2e(args, extra), "raw": lambda: raw(args), "fault": lambda: fault(args, extra),
      "orphan": lambda: orphan(args),
-     "report": lambda: report(args), "forecast": lambda: forecast(args)}[args.step]()
+     "report": lambda: report(args), "forecast": lambda: forecast(args), "compare": lambda: compare(args),
+     "cluster": lambda: cluster_up(args)}[args.step]()
 
 
 if __name__ == "__main__":

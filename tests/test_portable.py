@@ -78,6 +78,7 @@ def test_portable_runner_with_external_workers_matches_direct(tmp_path, long_for
     record = json.loads((portable / "run.json").read_text())
     assert record["runner"] == "PortableRunner" and record["reconciled"]
     assert record["environment"] == {"kind": "portable", "environment_type": "EXTERNAL",
-                                     "job_endpoint": "embed", "environment_config": worker_pool}
+                                     "job_endpoint": "embed", "environment_config": worker_pool,
+                                     "sdk_worker_parallelism": 1}
     assert record["counts"]["transcripts"] == 3 and record["counts"]["failures"] == 1
 

@@ -694,11 +694,20 @@ def read_stats(spec: EngineSpec) -> Optional[dict]:
 
 
 def main(argv=None) -> int:
+    from asr_distill.cpus import take_machine
+
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s engine-server: %(message)s")
+    take_machine()  # spawned by a front-end process, which may run niced and off the engine's cores
     spec = EngineSpec(**json.loads(Path(argv[0]).read_text()))
     return EngineServer(spec).serve()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The engine is shut down and its stats written: leave without tearing vLLM's and torch's modules
+    # down (seconds at the end of every local job, which waits for this process before it returns).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
