@@ -632,7 +632,7 @@ def main() -> None:
                     help="e2e/fault: DirectRunner, or a Flink/Spark cluster started on this machine")
     ap.add_argument("--slots", type=int, default=os.cpu_count(), help="the cluster's task slots (Spark: cores)")
     ap.add_argument("--sdk-workers", type=int, default=0, help="--sdk_worker_parallelism (default: --slots)")
-    ap.add_argument("--taskmanager-memory", default="8g", help="Flink's taskmanager.memory.process.size")
+    ap.add_argument("--taskmanager-memory", default="12g", help="Flink's taskmanager.memory.process.size")
     ap.add_argument("--labels", nargs=2, help="compare: the two e2e labels whose texts are compared")
     ap.add_argument("--index")
     ap.add_argument("--model", default="fake-qwen2-audio")

@@ -138,6 +138,27 @@ FG)
     > "$OUT/raw.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
   ;;
+FQ)  # the card's command on a fresh machine for a short session: install, 300 files while a Flink cluster of
+  # 16 slots starts, then the command with --runner=FlinkRunner and an eager engine (no compile: a fresh
+  # machine's first engine compiles for minutes); not a ratio, a check of the whole on a GPU
+  recv_parts
+  bash /tmp/stage/install.sh || exit 1
+  flink_jars
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
+  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner flink --slots 16 \
+     > "$OUT/cluster.log" 2>&1) &
+  cluster=$!
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 300 --workers 14 \
+    > "$OUT/corpus.log" 2>&1
+  wait $cluster
+  echo "corpus and cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
+  eager_config
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --runner flink --slots 16 --teacher /tmp/eager.yaml \
+    --index /tmp/corpus/index.jsonl --model /tmp/q2a --label flink-eager300
+  keep flink-eager300
+  keep_cluster flink-eager300
+  ;;
 FD)
   timeout 240 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
     --raw-label q2a

@@ -215,6 +215,15 @@ taskmanager.numberOfTaskSlots: {slots}
 parallelism.default: {slots}
 jobmanager.memory.process.size: 1024m
 taskmanager.memory.process.size: {tm_memory}
+# A Beam batch job is one pipelined region here: every exchange of every step (about 40 for this
+# pipeline) takes its buffers at once, slots x slots channels each. Flink's default share (0.1) ran out
+# at 16 slots ("Insufficient number of network buffers"), so a quarter, up to 4 GB.
+taskmanager.memory.network.fraction: 0.25
+taskmanager.memory.network.max: 4g
+# Beam's gRPC channels to the SDK workers take direct buffers outside Flink's own budget, in arenas that
+# grow with the machine's cores: on 16 cores the TaskManager died of "Cannot reserve ... bytes of direct
+# buffer memory" seconds into the first job (a fatal error for Flink).
+taskmanager.memory.task.off-heap.size: {off_heap}
 restart-strategy.type: fixed-delay
 restart-strategy.fixed-delay.attempts: 3
 restart-strategy.fixed-delay.delay: 2 s
@@ -309,7 +318,8 @@ def flink_up(slots: int = 2, taskmanager_memory: str = "2048m", pool_args: tuple
     conf.mkdir(exist_ok=True)
     (state / "tmp").mkdir(exist_ok=True)
     (conf / "flink-conf.yaml").write_text(FLINK_CONF.format(rest=FLINK_REST, slots=slots, tmp=state / "tmp",
-                                                            tm_memory=taskmanager_memory))
+                                                            tm_memory=taskmanager_memory,
+                                                            off_heap=f"{128 * max(4, os.cpu_count() or 1)}m"))
     (conf / "log4j.properties").write_text(LOG4J)
     pid = _flink_process("jobmanager")
     _wait("Flink JobManager", lambda: _http_json(f"http://localhost:{FLINK_REST}/overview"), pids=[pid],
