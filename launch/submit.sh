@@ -4,6 +4,8 @@
 #   launch/submit.sh INDEX OUTPUT [CONFIG]
 # From outside the cluster, port-forward the job server first, e.g.
 #   kubectl port-forward svc/beam-flink-job-server 8099 8098    (or svc/beam-spark-job-server)
+# PARALLELISM (Flink): task managers x slots (32 in launch/flink/flink-session.yaml); Beam's job server
+# reads no parallelism.default, and without --parallelism every step runs at parallelism 1.
 set -eu
 INDEX=$1
 OUTPUT=$2
@@ -14,4 +16,5 @@ exec python -m beam_pipeline \
   --runner=PortableRunner \
   --job_endpoint="$JOB_SERVER:8099" --artifact_endpoint="$JOB_SERVER:8098" \
   --environment_type=EXTERNAL --environment_config=localhost:50000 --sdk_worker_parallelism=4 \
+  --parallelism="${PARALLELISM:-32}" \
   ${EXTRA_BEAM_ARGS:-}

@@ -59,12 +59,20 @@ def test_worker_pools_run_our_image_where_the_jobs_look_for_them():
     for text in [submit, workflow]:
         assert "--environment_type=EXTERNAL --environment_config=localhost:50000" in text
         assert ":8099" in text and ":8098" in text
+    # Beam's Flink job server runs a job without --parallelism at 1, whatever the cluster's slots
+    assert '--parallelism="${PARALLELISM:-32}"' in submit
+    session = _docs(LAUNCH / "flink" / "flink-session.yaml")[0]["spec"]
+    flink_conf = session["flinkConfiguration"]
+    assert int(flink_conf["parallelism.default"]) == \
+        session["taskManager"]["replicas"] * int(flink_conf["taskmanager.numberOfTaskSlots"])
+    assert flink_conf["taskmanager.memory.task.off-heap.size"]  # Beam's gRPC direct buffers (RESULTS 2026-12-06)
     sidecars = [c for p in MANIFESTS for d in _docs(p) for pod in _pod_specs(d) for c in pod["containers"]
                 if c["name"] == "beam-worker-pool"]
     assert len(sidecars) == 2  # Flink task managers and Spark workers
     for c in sidecars:
         assert c["image"] == f"asr-distill-gpu:{__version__}" and "args" not in c
-        assert c["command"] == ["python", "-m", "beam_pipeline.worker_pool", "--service_port=50000"]
+        assert c["command"] == ["python", "-m", "beam_pipeline.worker_pool", "--service_port=50000",
+                                "--front_end_nice=10"]
         assert c["ports"][0]["containerPort"] == 50000
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     # a node's first engine compiles for minutes (Qwen3-Omni on an H200: 266 s to ready, 82 s warm):
