@@ -2,7 +2,8 @@
 Flink session cluster and a Spark standalone cluster on localhost (launch/local_cluster.py: what
 `make flink-up` / `make spark-up` run), with Beam's job servers built from Maven (`make job-servers`).
 
-Same records as DirectRunner on every engine and environment; a rerun with --resume adds nothing; a
+Same records as DirectRunner on every engine and environment, term chunks of a glossary (`--glossary`)
+and their audio in the shards included; a rerun with --resume adds nothing; a
 TaskManager or an SDK worker killed mid-job loses no record and writes none twice (the job restarted by
 Flink finishes, or it fails loudly and --resume finishes it).
 
@@ -11,6 +12,7 @@ runs); most jobs go to those (`--job_endpoint`), and the card's plain command, w
 job-server JVM, runs too (flink-loopback). Under `pytest -n`
 every test of this file runs on one worker, beside the rest of the suite (conftest's scheduler)."""
 
+import hashlib
 import json
 import os
 import signal
@@ -25,6 +27,7 @@ import pytest
 
 import speechgen
 from asr_distill.processes import alive, children_by_parent, subtree, tcp_connected
+from asr_distill.shards import parse_byte_range
 from conftest import read_jsonl, wait_for_committed_texts, write_index
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +80,15 @@ def index(tmp_path_factory, media_dir, broken_files):
     return write_index(folder / "index.jsonl", rows)
 
 
+@pytest.fixture(scope="module")
+def glossary(tmp_path_factory):
+    """Words the demo files say (one under another spelling) and one they never say."""
+    path = tmp_path_factory.mktemp("runners-glossary") / "glossary.json"
+    path.write_text(json.dumps({"terms": ["notebook", "tomatoes", "football", "exhibition", "valley", "harbour",
+                                          "saxophone"], "alt2main": {"harbor": "harbour"}}))
+    return path
+
+
 def _cli(*args, timeout=900):
     out = subprocess.run([sys.executable, "-m", "beam_pipeline", "--quiet", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=timeout)
@@ -84,14 +96,25 @@ def _cli(*args, timeout=900):
 
 
 def _records(out: Path) -> dict:
-    return {kind: sorted(json.dumps(r, sort_keys=True) for r in read_jsonl(out, kind))
-            for kind in ("transcripts", "failures", "filtered")}
+    """Every output record; a term chunk with the audio its shard holds for it in place of its uri (shard
+    files are named by their contents, which follow the runner's bundles)."""
+    records = {kind: sorted(json.dumps(r, sort_keys=True) for r in read_jsonl(out, kind))
+               for kind in ("transcripts", "failures", "filtered")}
+    chunks = []
+    for r in read_jsonl(out, "term_chunks"):
+        where = parse_byte_range(r.pop("uri"))
+        with open(out / where.path, "rb") as f:
+            f.seek(where.offset)
+            r["audio_sha256"] = hashlib.sha256(f.read(where.length)).hexdigest()
+        chunks.append(json.dumps(r, sort_keys=True))
+    records["term_chunks"] = sorted(chunks)
+    return records
 
 
 @pytest.fixture(scope="module")
-def direct(index, tmp_path_factory):
+def direct(index, glossary, tmp_path_factory):
     out = tmp_path_factory.mktemp("direct") / "out"
-    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}")
+    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}")
     assert rc == 0, stderr
     return {"records": _records(out), "run": json.loads((out / "run.json").read_text())}
 
@@ -119,12 +142,12 @@ def _own_job_servers() -> set:
 
 
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_every_engine_writes_direct_runners_records(request, index, direct, tmp_path, engine):
+def test_every_engine_writes_direct_runners_records(request, index, glossary, direct, tmp_path, engine):
     request.getfixturevalue(engine.split("-")[0])  # its cluster, up
     before = _finished_jobs(engine)
     out = tmp_path / "out"
     job_servers = _own_job_servers()
-    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", *ENGINES[engine])
+    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}", *ENGINES[engine])
     assert rc == 0, stderr[-3000:]
     assert _own_job_servers() <= job_servers  # a job server the command started ended with it
     assert _finished_jobs(engine) == before + 1  # the engine's own API: the job ran there and FINISHED
@@ -136,13 +159,23 @@ def test_every_engine_writes_direct_runners_records(request, index, direct, tmp_
     # every counter that DirectRunner reports, this runner reports too, with the same value (but the
     # number of segment-text commits, which follows the runner's bundles, and the CPU time each process
     # reported for the run's cost)
-    ours = {ns: {k: v for k, v in names.items() if (ns, k) != ("write", "commits")}
+    # (and the time alignment took and the shards term chunks went to, which follow the bundles too)
+    varies = {("write", "commits"), ("terms", "align_ms"), ("terms", "shards")}
+    ours = {ns: {k: v for k, v in names.items() if (ns, k) not in varies}
             for ns, names in ref["metrics"].items() if ns != "cost"}
     assert run["metrics"]["cost"]["cpu_ms"] > 0 and run["cost"]["cpu_core_s"] > 0
     assert {ns: {k: run["metrics"][ns].get(k) for k in names} for ns, names in ours.items()} == ours
     assert len(direct["records"]["transcripts"]) == 3
+    # the terms the demo says, each a chunk (its audio the same bytes as DirectRunner's), and the one it never says
+    terms = [json.loads(r)["term"] for r in direct["records"]["term_chunks"]]
+    assert {"notebook", "tomatoes", "football", "exhibition", "valley", "harbour"} <= set(terms)
+    assert run["terms"]["never_heard"] == {"count": 1, "terms": ["saxophone"]} and run["terms"]["reconciled"]
+    timing = ("align_s", "segments_per_align_s")  # this machine's speed, not the runner's result
+    assert {k: v for k, v in run["terms"].items() if k not in timing} == \
+        {k: v for k, v in ref["terms"].items() if k not in timing}
     if engine.endswith("external"):
-        rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", "--resume", *ENGINES[engine])
+        rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}", "--resume",
+                                  *ENGINES[engine])
         assert rc == 0, stderr[-3000:]
         assert _records(out) == direct["records"]  # nothing twice, nothing lost
         resumed = json.loads((out / "run.json").read_text())
