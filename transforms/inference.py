@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from typing import Any, Iterable, NamedTuple, Optional, Sequence
 
-import apache_beam as beam
-from apache_beam.io.filesystem import BeamIOError
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+# Beam's RunInference module imports its ModelManager, and with it torch and scipy (2.5 CPU-s in every
+# process that builds or runs this step), for a feature this pipeline does not use (use_model_manager).
+# Beam treats that module as optional (on ImportError it has no manager, and reports no model memory),
+# so it is marked absent here: a launcher on Flink, Spark or DirectRunner's worker processes never
+# imports torch, and the workers import it once, for the VAD.
+sys.modules.setdefault("apache_beam.ml.inference.model_manager", None)
 
-from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label
-from asr_distill.asr.engine_loop import EngineFailedError
-from asr_distill.config import InferenceConfig
-from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText
-from asr_distill.terms import TermMatcher
-from transforms.common import FAILURES, GOOD, report_cpu
-from transforms.terms import TermChunks, wants_audio
+import apache_beam as beam  # noqa: E402
+from apache_beam.io.filesystem import BeamIOError  # noqa: E402
+from apache_beam.io.filesystems import FileSystems  # noqa: E402
+from apache_beam.metrics import Metrics  # noqa: E402
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference  # noqa: E402
+
+from asr_distill.asr import ASRBackend, Transcription, load_backend, model_label  # noqa: E402
+from asr_distill.asr.engine_loop import EngineFailedError  # noqa: E402
+from asr_distill.config import InferenceConfig  # noqa: E402
+from asr_distill.records import SAMPLE_RATE, Failure, Segment, SegmentText  # noqa: E402
+from asr_distill.terms import TermMatcher  # noqa: E402
+from transforms.common import FAILURES, GOOD, report_cpu  # noqa: E402
+from transforms.terms import TermChunks, wants_audio  # noqa: E402
 
 log = logging.getLogger(__name__)
 
