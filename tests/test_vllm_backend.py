@@ -181,13 +181,14 @@ def test_an_engine_whose_core_process_dies_fails_the_batch_at_once(monkeypatch):
     import signal
     import time
 
-    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")
+    # 21 steps of 0.4 s (8.4 s of work) and the kill 0.5 s in: mid-way even on a loaded machine
+    monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.4")
     b, engine = backend(CFG.model_copy(update={"request_timeout_s": 600.0}))
     threading.Timer(0.5, os.kill, args=(engine.core.pid, signal.SIGKILL)).start()
     started = time.monotonic()
     with pytest.raises(EngineFailedError, match=f"engine core process {engine.core.pid} ended"):
-        b.transcribe_segments([seg(i, 20.0) for i in range(4)])  # 21 steps of 0.05 s: killed mid-way
-    assert time.monotonic() - started < 3
+        b.transcribe_segments([seg(i, 20.0) for i in range(4)])
+    assert time.monotonic() - started < 5  # seen within a second or two, not after the work or the timeout
 
 
 def test_a_stalled_engine_fails_the_batch_after_stall_s(monkeypatch):
