@@ -12,9 +12,12 @@ runs); most jobs go to those (`--job_endpoint`), and the card's plain command, w
 job-server JVM, runs too (flink-loopback). Under `pytest -n`
 every test of this file runs on one worker, beside the rest of the suite (conftest's scheduler)."""
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -66,18 +69,35 @@ def spark():
     yield from _cluster("spark", local_cluster.spark_up)
 
 
+@contextlib.contextmanager
+def _made_once(tmp_path_factory, name: str):
+    """A folder shared by every pytest-xdist worker of the session, held under a lock: the Flink and the
+    Spark tests run on two workers and compare with the same inputs and DirectRunner output (a whole
+    DirectRunner job each before)."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / name
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder
+
+
 @pytest.fixture(scope="module")
-def index(tmp_path_factory, media_dir, broken_files):
+def index(tmp_path_factory, broken_files):
     """The demo audio and a few bad rows: a missing file, a text file, a duplicate key, a line that is
     not JSON, a row without uri."""
-    folder = tmp_path_factory.mktemp("runners-input")
-    rows = [dict(json.loads(line), uri=str(ROOT / "launch" / "demo" / json.loads(line)["uri"]))
-            for line in (ROOT / "launch" / "demo" / "index.jsonl").read_text().splitlines()]
-    rows += [{"key": "gone", "uri": str(media_dir / "no_such_file.wav")},
-             {"key": "notes", "uri": str(broken_files["text"])},
-             {"key": "demo/weather", "uri": str(broken_files["garbage"])},
-             '{"key": "half a line"', {"key": "no-uri"}]
-    return write_index(folder / "index.jsonl", rows)
+    with _made_once(tmp_path_factory, "runners-input") as folder:
+        if not (folder / "index.jsonl").exists():
+            for kind in ("text", "garbage"):
+                shutil.copy(broken_files[kind], folder / broken_files[kind].name)
+            rows = [dict(json.loads(line), uri=str(ROOT / "launch" / "demo" / json.loads(line)["uri"]))
+                    for line in (ROOT / "launch" / "demo" / "index.jsonl").read_text().splitlines()]
+            rows += [{"key": "gone", "uri": str(folder / "no_such_file.wav")},
+                     {"key": "notes", "uri": str(folder / broken_files["text"].name)},
+                     {"key": "demo/weather", "uri": str(folder / broken_files["garbage"].name)},
+                     '{"key": "half a line"', {"key": "no-uri"}]
+            write_index(folder / "index.jsonl", rows)
+    return folder / "index.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +133,13 @@ def _records(out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def direct(index, glossary, tmp_path_factory):
-    out = tmp_path_factory.mktemp("direct") / "out"
-    rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}")
-    assert rc == 0, stderr
-    return {"records": _records(out), "run": json.loads((out / "run.json").read_text())}
+    with _made_once(tmp_path_factory, "runners-direct") as folder:
+        out = folder / "out"
+        if not (out / "run.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}")
+            assert rc == 0, stderr
+        return {"records": _records(out), "run": json.loads((out / "run.json").read_text())}
 
 
 def _finished_jobs(engine: str) -> int:
