@@ -24,7 +24,6 @@ setup(
         "PyYAML",
         "matplotlib>=3.8",
         "prometheus-client>=0.20",
-        "scipy",
         "safetensors",
         "jiwer>=4",
         "whisper-normalizer>=0.1.15",

@@ -117,16 +117,29 @@ def _quiet_env():
 
 # Under `pytest -n N` (pytest-xdist), the tests of test_runners.py that use the Spark cluster run on
 # one worker and the rest of that file (the Flink cluster) on one worker: each cluster (fixed ports,
-# started once a session) is used by one process. Every other test is scheduled alone, beside them.
+# started once a session) is used by one process. Every other file's tests run together on one worker,
+# so a module's fixtures (pipeline runs on long-form speech) are made once, not once per worker.
 # (xdist's own `--dist loadgroup` marks are ignored under pytest 9: it renames nodeids through an
 # attribute pytest 9 no longer reads.)
 ON_THE_CLUSTERS = "tests/test_runners.py::"
 
 
+# The files that take longest after the clusters' (minutes of one worker each, measured 2026-12-06),
+# started early too, so that short files fill in at the end instead of a long one running alone.
+LONG_FILES = ("tests/test_engine_server.py", "tests/test_pipeline.py", "tests/test_resume.py",
+              "tests/test_report.py", "tests/test_retrieval.py")
+
+
 def pytest_collection_modifyitems(items):
     """The cluster tests first: under `-n`, the two longest chains of the suite start at once, and the
     short tests fill in beside them (else the Flink chain, started halfway, is the suite's tail)."""
-    items.sort(key=lambda item: not item.nodeid.startswith(ON_THE_CLUSTERS))  # a stable sort
+    def rank(item) -> int:
+        if item.nodeid.startswith(ON_THE_CLUSTERS):
+            return 0
+        path = item.nodeid.split("::", 1)[0]
+        return 1 + LONG_FILES.index(path) if path in LONG_FILES else 1 + len(LONG_FILES)
+
+    items.sort(key=rank)  # a stable sort: within a file, the order it was written in
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -135,7 +148,7 @@ def pytest_xdist_make_scheduler(config, log):
     class OneWorkerPerCluster(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             if not nodeid.startswith(ON_THE_CLUSTERS):
-                return nodeid
+                return nodeid.split("::", 1)[0]
             return "spark" if "spark" in nodeid else "flink"
 
     return OneWorkerPerCluster(config, log)
