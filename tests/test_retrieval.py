@@ -376,8 +376,9 @@ def _train_cli(config, *args, wait=True):
     import subprocess
     import sys
     cmd = [sys.executable, "-m", "asr_distill.retrieval.train", f"--config={config}", *args]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not wait:  # in a process group of its own: its DataLoader workers are killed with it
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     return out.returncode, out.stderr
 
@@ -403,7 +404,7 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
             break
         time.sleep(0.2)
     assert job.poll() is None, job.communicate()[1][-3000:]
-    job.send_signal(signal.SIGKILL)  # in epoch 2
+    os.killpg(job.pid, signal.SIGKILL)  # in epoch 2, with its data-loading processes, as a preempted machine
     job.wait()
     rc, stderr = _train_cli(config, "--resume")
     assert rc == 0, stderr[-3000:]
