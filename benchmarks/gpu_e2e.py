@@ -460,7 +460,9 @@ def fault(args, extra: list[str]) -> None:
     args.resume_after_failure = True
     rec = e2e(args, extra, during=kill)
     undisturbed = [r for r in _read_log() if r["step"] == "e2e" and r["label"] == args.undisturbed and r["rc"] == 0]
-    expected = undisturbed[-1]["segments"] if undisturbed else None
+    # the segments the undisturbed run wrote for this run's files (its index may be a part of that one's)
+    expected = (_segments_for(Path(args.work) / args.undisturbed / "out", Path(args.work) / args.label / "index.jsonl")
+                if undisturbed else None)
     failed = _segment_failures(Path(args.work) / args.label / "out")
     line = {"step": "engine_kill" if args.target in ("core", "server") else "runner_fault",
             "runner": RUNNER_NAMES[args.runner], "target": args.target, "label": args.label,
@@ -478,6 +480,19 @@ def fault(args, extra: list[str]) -> None:
             "segments_failed": rec.get("segments_failed"), "run_json_segments_lost": rec.get("segments_lost"),
             "engine_restarts": rec.get("engine_restarts"), "final_rc": rec["rc"]}
     log(line, "faults.jsonl")
+
+
+def _segments_for(out: Path, index: Path) -> int:
+    """Segments in `out`'s transcripts and segment failure records for the keys of `index`."""
+    keys = {json.loads(line)["key"] for line in index.read_text().splitlines() if line.strip()}
+    n = 0
+    for kind in ("transcripts", "failures"):
+        for p in out.glob(f"{kind}-*.jsonl"):
+            for line in p.read_text().splitlines():
+                r = json.loads(line) if line.strip() else {}
+                if r.get("key") in keys:
+                    n += len(r.get("segments") or []) if kind == "transcripts" else r.get("segment_index") is not None
+    return n
 
 
 def _segment_failures(out: Path) -> int:
