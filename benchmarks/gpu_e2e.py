@@ -4,6 +4,8 @@
   python benchmarks/gpu_e2e.py raw --index I --model DIR
   python benchmarks/gpu_e2e.py fault --index I --model DIR --target core|server [--kill-at 80] [--label L]
   python benchmarks/gpu_e2e.py report
+  python benchmarks/gpu_e2e.py e2e|fault ... --runner flink|spark [--slots N]   (a cluster on this machine)
+  python benchmarks/gpu_e2e.py compare --labels A B                              (two runs' texts)
 
 `e2e` runs `python -m beam_pipeline --input_index=I --output=O --config=C` as a user would, where C
 is launch/config/teacher.yaml with the model set and four benchmark-only changes: random weights
