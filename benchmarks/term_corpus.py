@@ -1,22 +1,25 @@
 """A term-chunk corpus for the retriever's full run (issue 26): glossary terms said by espeak-ng in
 carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`'s data section).
 
-  python benchmarks/term_corpus.py --out DIR [--terms 600] [--unseen 100] [--distractors 400]
-                                   [--no-term-test 100] [--seed 0]
+  python benchmarks/term_corpus.py --out DIR [--terms 700] [--unseen 100] [--unseen-valid 100]
+                                   [--distractors 400] [--no-term-test 100] [--seed 0]
 
 Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
-(glossary-like: real but not everyday), no two that espeak-ng pronounces the same. Of the spoken
-terms, `--unseen` are held out entirely (test only); `--distractors` more are in the glossary and
-never spoken, so each chunk is ranked against the whole glossary (terms + distractors).
+(`--pool`; glossary-like: real but not everyday), no two that espeak-ng pronounces the same; with
+`--multiword S`, a share S of the terms are two such words (each word in one term only). Of the spoken
+terms, `--unseen` are held out entirely (test only) and `--unseen-valid` others are said in the
+validation voice only; `--distractors` more are in the glossary and never spoken, so each chunk is
+ranked against the whole glossary (terms + distractors).
 
 Train: every seen term in each of six voices (voice, variant, rate, pitch), each time in a carrier
-phrase drawn from six; no-term chunks at 1 in 10. Test: every spoken term (seen and unseen) in two
-voices never heard in training, in carriers of their own, and `--no-term-test` no-term chunks per
-voice. A no-term chunk says 3-6 everyday words (wordfreq's first 1500, where no term comes from),
+phrase drawn from six; no-term chunks at 1 in 10. Test: every seen term and the test's unseen ones in
+two voices never heard in training, in carriers of their own, and `--no-term-test` no-term chunks per
+voice. Validation (what the trainer chooses on): the seen terms and its own unseen ones in a third
+accent, carriers of its own, as many no-term chunks. A no-term chunk says 3-6 everyday words (wordfreq's first 1500, where no term comes from),
 each phrase drawn afresh: none is said twice, and the test's are not the training's.
 
-Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl and
-DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
+Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl,
+DIR/valid.jsonl and DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
 DIR/glossary.json ({"terms": [...]}) and DIR/corpus.json (what was made).
 """
 
@@ -38,16 +41,18 @@ import speechgen  # noqa: E402  (the test suite's espeak-ng helpers)
 TRAIN_VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155, 60), ("en-us+m7", 185, 45),
                 ("en-029+f4", 150, 55), ("en-gb-x-gbclan+m2", 175, 50)]
 TEST_VOICES = [("en-gb-scotland+m4", 165, 50), ("en-us-nyc+f3", 170, 58)]  # never heard in training
+VALID_VOICES = [("en-gb-x-gbcwmd+f1", 165, 55)]  # nor this one, nor in test
 TRAIN_CARRIERS = ["{t}", "the {t}", "we need the {t} now", "say {t} again", "a {t} is here", "I like {t}"]
 TEST_CARRIERS = ["this is the {t}", "{t} please", "about {t} today"]
+VALID_CARRIERS = ["here is {t}", "{t} once more", "look at the {t}"]
 EVERYDAY = 1500  # wordfreq ranks below this make no-term phrases; terms come from above it
 
 
-def pick_terms(n: int, seed: int) -> list[str]:
-    """n distinct words, no two pronounced alike by espeak-ng."""
+def pick_terms(n: int, seed: int, pool: int = 40000) -> list[str]:
+    """n distinct words of wordfreq's first `pool`, no two pronounced alike by espeak-ng."""
     from wordfreq import top_n_list
 
-    words = [w for w in top_n_list("en", 40000)[EVERYDAY:] if w.isascii() and w.isalpha() and 6 <= len(w) <= 12]
+    words = [w for w in top_n_list("en", pool)[EVERYDAY:] if w.isascii() and w.isalpha() and 6 <= len(w) <= 12]
     random.Random(seed).shuffle(words)
     words = words[: n * 2]
     phonemes = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us"], input="".join(w + ".\n" for w in words),
@@ -61,7 +66,16 @@ def pick_terms(n: int, seed: int) -> list[str]:
             out.append(word)
         if len(out) == n:
             return out
-    raise SystemExit(f"only {len(out)} distinct terms found")
+    raise SystemExit(f"only {len(out)} distinct terms found (a larger --pool finds more)")
+
+
+def with_multiword(words: list[str], n: int, share: float, seed: int) -> list[str]:
+    """n terms from `words` in order, `share` of them two words long (each word in one term only,
+    so a term never heard shares no word with one that is), the rest single words."""
+    rng, out, it = random.Random(seed + 1), [], iter(words)
+    for _ in range(n):
+        out.append(f"{next(it)} {next(it)}" if rng.random() < share else next(it))
+    return out
 
 
 def no_term_phrases(n: int, rng: random.Random, taken: set) -> list[str]:
@@ -83,7 +97,8 @@ def speak(text: str, voice: str, rate: int, pitch: int) -> np.ndarray:
     return speechgen.speak_16k(text, voice, rate, pitch)
 
 
-def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100) -> tuple[list[dict], list[dict]]:
+def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100,
+         unseen_valid: int = 0) -> tuple[list[dict], list[dict], list[dict]]:
     rng = random.Random(seed)
     phrases: set = set()
 
@@ -97,28 +112,39 @@ def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100) -> t
                      "_say": (text, *voice)} for key, t, text in said]
         return out
 
-    seen = terms[unseen:]  # the first `unseen` terms are said in the test voices only
+    # the first `unseen` terms are said in the test voices only, the next `unseen_valid` in the validation voice
+    held, held_valid, seen = terms[:unseen], terms[unseen:unseen + unseen_valid], terms[unseen + unseen_valid:]
     train = rows(TRAIN_VOICES, "train", "", seen, TRAIN_CARRIERS,
                  lambda v: no_term_phrases(len(seen) // 10, rng, phrases))
-    test = rows(TEST_VOICES, "test", "test", terms, TEST_CARRIERS, lambda v: no_term_phrases(no_term_test, rng, phrases))
-    return train, test
+    test = rows(TEST_VOICES, "test", "test", held + seen, TEST_CARRIERS,
+                lambda v: no_term_phrases(no_term_test, rng, phrases))
+    valid = rows(VALID_VOICES, "valid", "valid", held_valid + seen, VALID_CARRIERS,
+                 lambda v: no_term_phrases(no_term_test, rng, phrases))
+    return train, valid, test
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--terms", type=int, default=600, help="spoken terms (seen + unseen)")
-    ap.add_argument("--unseen", type=int, default=100, help="spoken terms held out of training")
+    ap.add_argument("--terms", type=int, default=700, help="spoken terms (seen + unseen)")
+    ap.add_argument("--unseen", type=int, default=100, help="spoken terms held out of training, said in test")
+    ap.add_argument("--unseen-valid", type=int, default=100, help="others held out, said in validation")
     ap.add_argument("--distractors", type=int, default=400, help="glossary terms never spoken")
     ap.add_argument("--no-term-test", type=int, default=100, help="no-term test chunks per test voice")
+    ap.add_argument("--multiword", type=float, default=0.0, help="share of terms two words long")
+    ap.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="the first N training voices")
+    ap.add_argument("--pool", type=int, default=40000, help="wordfreq ranks terms are drawn from (more terms: more)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    words = pick_terms(args.terms + args.distractors, args.seed)
+    n = args.terms + args.distractors
+    words = with_multiword(pick_terms(int(n * (1 + 1.1 * args.multiword)) + 20, args.seed, args.pool), n,
+                           args.multiword, args.seed)
     spoken, distractors = words[: args.terms], words[args.terms:]
-    train, test = plan(spoken, args.unseen, args.seed, args.no_term_test)
-    rows = train + test
+    TRAIN_VOICES[:] = TRAIN_VOICES[: args.train_voices]
+    train, valid, test = plan(spoken, args.unseen, args.seed, args.no_term_test, args.unseen_valid)
+    rows = train + valid + test
     with ThreadPoolExecutor(args.workers) as pool:
         audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
     at = 0
@@ -129,16 +155,20 @@ def main(argv=None) -> int:
             row["uri"] = f"shard-0.dat#offset={at}&length={len(data)}"
             at += len(data)
             del row["_say"]
-    for name, part in (("train", train), ("test", test)):
+    for name, part in (("train", train), ("valid", valid), ("test", test)):
         (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     glossary = sorted(spoken + distractors)
     (args.out / "glossary.json").write_text(json.dumps({"terms": glossary}, indent=0))
     seconds = [len(a) / 16000 for a in audio]
     info = {"glossary_terms": len(glossary), "spoken_terms": len(spoken), "unseen_terms": args.unseen,
-            "distractors": len(distractors), "train_chunks": len(train), "test_chunks": len(test),
+            "unseen_valid_terms": args.unseen_valid,
+            "distractors": len(distractors), "multiword_terms": sum(" " in t for t in words),
+            "train_chunks": len(train), "valid_chunks": len(valid),
+            "test_chunks": len(test),
             "no_term_train_chunks": sum(r["term"] is None for r in train),
             "no_term_test_chunks": sum(r["term"] is None for r in test),
-            "train_voices": [v[0] for v in TRAIN_VOICES], "test_voices": [v[0] for v in TEST_VOICES],
+            "train_voices": [v[0] for v in TRAIN_VOICES], "valid_voices": [v[0] for v in VALID_VOICES],
+            "test_voices": [v[0] for v in TEST_VOICES],
             "chunk_s": {"min": round(min(seconds), 2), "mean": round(float(np.mean(seconds)), 2),
                         "max": round(max(seconds), 2)}, "audio_s": round(sum(seconds), 1), "seed": args.seed}
     (args.out / "corpus.json").write_text(json.dumps(info, indent=1))

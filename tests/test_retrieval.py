@@ -50,12 +50,12 @@ def test_the_shipped_config_validates_and_a_bad_one_is_a_clear_error(tmp_path, c
     # batch's terms (RESULTS.md, 2026-12-06); the threshold is that operating point
     assert (cfg.loss.no_term_against, cfg.loss.no_term_weight, cfg.train.no_term_threshold) == ("glossary", 0.5, 0.30)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model: {audio_model: x}\ndata: {train_chunks: a, test_chunks: b, glossary: g, batch_size: 1}\n"
+    bad.write_text("model: {audio_model: x}\ndata: {train_chunks: a, valid_chunks: v, test_chunks: b, glossary: g, batch_size: 1}\n"
                    "train: {output_dir: o}\n")
     assert main([f"--config={bad}"]) == 2
     assert "data.batch_size: Input should be greater than or equal to 2" in capsys.readouterr().err
     (tmp_path / "g.json").write_text('{"terms": []}')
-    bad.write_text(f"model: {{audio_model: x}}\ndata: {{train_chunks: a, test_chunks: b, glossary: {tmp_path / 'g.json'}}}\n"
+    bad.write_text(f"model: {{audio_model: x}}\ndata: {{train_chunks: a, valid_chunks: v, test_chunks: b, glossary: {tmp_path / 'g.json'}}}\n"
                    "train: {output_dir: " + str(tmp_path / "o") + "}\n")
     assert main([f"--config={bad}"]) == 2 and "no terms" in capsys.readouterr().err
 
@@ -318,19 +318,66 @@ def test_recall_against_the_whole_glossary_in_blocks():
     assert m["threshold_keeping_95"] == 0.8 and m["no_term_rejected_keeping_95"] == 1.0
 
 
+def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glossary():
+    from torch import nn
+
+    from asr_distill.retrieval.model import Characters, Retriever
+
+    terms = ["Wi-Fi", "wi fi", "Kubernetes"]
+    ids = Characters.encode(terms)
+    assert torch.equal(ids[0], ids[1])  # normalised as glossary terms are: one spelling
+    assert ids[2, 0] == 257 and ids[2, 1] == 1 + ord("k") and ids[2, len("kubernetes") + 1] == 258
+    assert int((ids[2] > 0).sum()) == len("kubernetes") + 2
+
+    class Tower(nn.Module):  # the audio side is not used here
+        width = 4
+
+    torch.manual_seed(0)
+    base = torch.randn(3, 8)
+    plain, read = Retriever(Tower(), 8, 16), Retriever(Tower(), 8, 16)
+    read.load_state_dict(plain.state_dict())
+    plain.set_glossary(terms, base)
+    read.set_glossary(terms, base, char_layers=2, char_width=16)
+    assert torch.equal(plain.embed_terms(torch.arange(3)), read.embed_terms(torch.arange(3)))  # zero at first
+    from asr_distill.retrieval.evaluate import glossary_embeddings
+    opt = torch.optim.SGD([p for p in read.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(2):  # the output projection moves first, then the encoder under it
+        opt.zero_grad()
+        read.embed_terms(torch.arange(3))[:, 0].sum().backward()
+        opt.step()
+    assert read.characters.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
+    # evaluated without the encoder's dropout, whatever mode training left the model in
+    assert read.training and torch.equal(glossary_embeddings(read), glossary_embeddings(read)) and read.training
+    state = read.trainable_state()
+    assert any(k.startswith("characters.encoder.") for k in state) and "characters.ids" not in state
+    # another glossary: what was trained stays, the new terms are read (as a fresh retriever with the
+    # same weights reads them)
+    read.eval()
+    before = read.characters.out.weight.clone()
+    read.set_glossary(["Kubernetes", "Grafana"], base[:2], char_layers=2, char_width=16)
+    assert torch.equal(read.characters.out.weight, before) and read.characters.ids.shape[0] == 2
+    fresh = Retriever(Tower(), 8, 16)
+    fresh.set_glossary(["Kubernetes", "Grafana"], base[:2], char_layers=2, char_width=16)
+    fresh.load_state_dict(read.state_dict(), strict=False)
+    fresh.eval()
+    assert torch.allclose(fresh.embed_terms(torch.arange(2)), read.embed_terms(torch.arange(2)))
+
+
 # -- training: a retriever that learns, killed and resumed
 
 SPOKEN = ["photosynthesis", "Mississippi", "kilogram", "cathedral", "saxophone", "volcano", "algebra",
           "penguin", "telescope", "marathon", "chocolate", "hurricane"]
 UNSEEN = ["Amsterdam", "butterfly", "microscope"]  # in the glossary and the test set only
+VALID_UNSEEN = ["avalanche", "barometer", "cactus"]  # in the glossary and the validation set only
 DISTRACTORS = ["accordion", "bicycle", "cinnamon", "dinosaur", "espresso", "flamingo", "giraffe", "harmonica",
                "igloo", "jellyfish", "kangaroo", "lighthouse", "mandolin", "nebula", "octopus", "pelican",
                "quartz", "raccoon", "sapphire", "trombone", "umbrella", "vineyard", "walrus", "xylophone",
-               "yogurt", "zeppelin", "avalanche", "barometer", "cactus", "dolphin"]
+               "yogurt", "zeppelin", "dolphin"]
 NO_TERM = ["good morning everyone", "thank you very much", "see you next week", "that is all for today",
            "let us begin", "any questions so far"]
 TRAIN_VOICES = [("en-us", 150), ("en-gb", 170), ("en-us", 185), ("en-gb-x-rp", 160)]
 TEST_VOICE = ("en-gb-scotland", 165)  # a voice never heard in training
+VALID_VOICE = ("en-us-nyc", 175)  # another: what the trainer chooses on
 
 
 @pytest.fixture(scope="module")
@@ -354,22 +401,69 @@ def term_corpus(tmp_path_factory):
         at += len(data)
         return f"shard-0.dat#offset={at - len(data)}&length={len(data)}"
 
-    train, test = [], []
+    train, valid, test = [], [], []
     with open(shard, "wb") as f:
         for v, (voice, speed) in enumerate(TRAIN_VOICES):
-            train += [{"key": f"{t}-{v}", "uri": say(f, t, voice, speed), "term": t, "terms": [t], "text": t}
-                      for t in SPOKEN]
-            train += [{"key": f"none{i}-{v}", "uri": say(f, s, voice, speed), "term": None, "text": s}
-                      for i, s in enumerate(NO_TERM[:4])]
-        test += [{"key": f"{t}-test", "uri": say(f, t, *TEST_VOICE), "term": t, "terms": [t], "text": t}
-                 for t in SPOKEN + UNSEEN]
-        test += [{"key": f"none{i}-test", "uri": say(f, s, *TEST_VOICE), "term": None, "text": s}
-                 for i, s in enumerate(NO_TERM[4:])]
-    for name, rows in (("train", train), ("test", test)):
+            train += [{"key": f"{t}-{v}", "uri": say(f, t, voice, speed), "term": t, "terms": [t], "text": t,
+                       "speaker": f"train{v}"} for t in SPOKEN]
+            train += [{"key": f"none{i}-{v}", "uri": say(f, s, voice, speed), "term": None, "text": s,
+                       "speaker": f"train{v}"} for i, s in enumerate(NO_TERM[:4])]
+        for name, rows, (voice, speed), unseen, no_term in (("valid", valid, VALID_VOICE, VALID_UNSEEN, NO_TERM[4:5]),
+                                                           ("test", test, TEST_VOICE, UNSEEN, NO_TERM[5:])):
+            rows += [{"key": f"{t}-{name}", "uri": say(f, t, voice, speed), "term": t, "terms": [t], "text": t,
+                      "speaker": name} for t in SPOKEN + unseen]
+            rows += [{"key": f"none{i}-{name}", "uri": say(f, s, voice, speed), "term": None, "text": s,
+                      "speaker": name} for i, s in enumerate(no_term)]
+    for name, rows in (("train", train), ("valid", valid), ("test", test)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "glossary.json").write_text(json.dumps({"terms": SPOKEN + UNSEEN + DISTRACTORS,
+    (root / "glossary.json").write_text(json.dumps({"terms": SPOKEN + UNSEEN + VALID_UNSEEN + DISTRACTORS,
                                                     "alt2main": {"Mississippi River": "Mississippi"}}))
     return root, convert(embedded_whisper_base(), root / "whisper-base-hf")
+
+
+def test_held_out_terms_or_voices_heard_in_training_are_refused(term_corpus, tmp_path, capsys):
+    import yaml
+    from asr_distill.retrieval.split import leaks
+    from asr_distill.retrieval.train import main
+    root, _whisper = term_corpus
+    glossary = Glossary.load(root / "glossary.json")
+    train, valid, test = (ChunkSet(root / f"{n}.jsonl", glossary).chunks for n in ("train", "valid", "test"))
+    # the corpus the training test uses is clean: its never-heard terms are nowhere in training
+    assert leaks(train, [valid, test], glossary) == {"terms": [], "speakers": []}
+    unseen = {glossary.terms[c.term] for c in test if c.term is not None} - {glossary.terms[i] for i in
+                                                                              {c.term for c in train if c.term is not None}}
+    assert unseen == set(UNSEEN)
+    # a training chunk that says a test term in its text (in another case and spelling of spaces), one
+    # that holds it among its terms, one of the glossary's alternative forms, and a test voice in training
+    rows = [json.loads(line) for line in (root / "train.jsonl").read_text().splitlines()]
+    rows = [dict(r, uri=str(root / r["uri"])) for r in rows]  # read from elsewhere: the shard by its full path
+    said = dict(rows[-1], key="said", term=None, terms=[], text="We saw the  BUTTERFLY today")
+    inside = dict(rows[-1], key="inside", terms=["Amsterdam"])
+    alt = dict(rows[-1], key="alt", term=None, terms=[], text="down the mississippi river")
+    voice = dict(rows[-1], key="voice", speaker="test")
+
+    def training(*extra):
+        path = tmp_path / "train.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows + list(extra)))
+        return ChunkSet(path, glossary).chunks
+
+    assert leaks(training(said, inside), [test], glossary) == {
+        "terms": [("Amsterdam", "inside"), ("butterfly", "said")], "speakers": []}
+    # Mississippi is heard in training as a term: its alternative form said there is no leak
+    assert leaks(training(alt), [test], glossary) == {"terms": [], "speakers": []}
+    assert leaks(training(voice), [valid, test], glossary)["speakers"] == [("test", "voice")]
+    # the trainer refuses such a split before it loads a model, naming the term and the chunk
+    training(said)
+    config = tmp_path / "retriever.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"audio_model": str(tmp_path / "no-such-model")},
+        "data": {"train_chunks": str(tmp_path / "train.jsonl"), "valid_chunks": str(root / "valid.jsonl"),
+                 "test_chunks": str(root / "test.jsonl"), "glossary": str(root / "glossary.json")},
+        "train": {"output_dir": str(tmp_path / "run")}}))
+    assert main([f"--config={config}"]) == 2
+    err = capsys.readouterr().err
+    assert "1 test terms never trained as a chunk's term are heard in training anyway" in err
+    assert "'butterfly' in training chunk 'said'" in err
 
 
 def _train_cli(config, *args, wait=True):
@@ -392,7 +486,8 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     config = tmp_path / "retriever.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"audio_model": str(whisper), "dim": 256},
-        "data": {"train_chunks": str(root / "train.jsonl"), "test_chunks": str(root / "test.jsonl"),
+        "data": {"train_chunks": str(root / "train.jsonl"), "valid_chunks": str(root / "valid.jsonl"),
+                 "test_chunks": str(root / "test.jsonl"),
                  "glossary": str(root / "glossary.json"), "batch_size": 16, "num_workers": 1},
         "train": {"output_dir": str(out), "epochs": 3, "lr": 1e-3, "patience": 3, "checkpoint_every": 2,
                   "no_term_threshold": 0.3}}))
@@ -413,13 +508,22 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     assert [m["epoch"] for m in lines] == [0, 1, 2, 3]  # each epoch once: continued, not restarted
     steps_per_epoch = (len(SPOKEN) + 4) * len(TRAIN_VOICES) // 16
     assert [m["step"] for m in lines] == [0, steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
-    assert all(m["skipped_steps"] == 0 and m["skipped_records"] == {"train": {}, "test": {}} for m in lines)
+    assert all(m["skipped_steps"] == 0 and m["skipped_records"] == {"train": {}, "valid": {}, "test": {}}
+               for m in lines)
     untrained, last = lines[0], lines[-1]
-    print("untrained:", untrained, "\nlast epoch:", last)
-    assert last["chunks"] == len(SPOKEN + UNSEEN) and last["unseen_term_chunks"] == len(UNSEEN)
+    test = json.loads((out / "test.json").read_text())
+    print("untrained:", untrained, "\nlast epoch:", last, "\ntest:", test)
+    # every epoch is measured on the validation voice and its own never-heard terms; the test voice and
+    # terms are scored once, with the weights validation chose
+    assert all(m["split"] == "valid" and m["chunks"] == len(SPOKEN + VALID_UNSEEN) for m in lines)
+    assert last["unseen_term_chunks"] == len(VALID_UNSEEN)
+    best = max(lines[1:], key=lambda m: m["recall@10"])
+    assert (test["split"], test["chosen_on"], test["epoch"]) == ("test", "valid", best["epoch"])
+    assert test["valid_recall@10"] == best["recall@10"]
+    assert test["chunks"] == len(SPOKEN + UNSEEN) and test["unseen_term_chunks"] == len(UNSEEN)
     # the held-out voice finds its term among 45 glossary terms (chance: 1/45 at rank 1); measured
     # 0.73-0.8 (0.8: all 12 terms heard in training) after 2-3 epochs, 0.0-0.07 untrained
-    assert last["recall@1"] >= 0.6 and untrained["recall@1"] <= 0.2
+    assert test["recall@1"] >= 0.6 and untrained["recall@1"] <= 0.2
     assert lines[1]["loss_term"] > last["loss_term"]
     # checkpoints hold what trains (LoRA, heads, scale) with the optimizer, never the frozen towers
     state = torch.load(out / "last.pt", weights_only=False)
@@ -427,4 +531,5 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     assert any("lora_A" in k for k in state["model"]) and "logit_scale" in state["model"]
     assert all("lora_" in k or "head" in k or k == "logit_scale" for k in state["model"])
     assert {p.name for p in out.glob("*.pt")} == {"last.pt", "best.pt", "final.pt", "epoch-2.pt"}
+    assert torch.load(out / "final.pt", weights_only=False)["epoch"] == best["epoch"]
     assert (out / "final.pt").stat().st_size < 20e6  # whisper base's encoder alone is 80 MB

@@ -160,9 +160,10 @@ def test_the_cli_cuts_term_chunks_the_trainer_reads(tmp_path, term_files):
     split = subprocess.run([sys.executable, "-m", "asr_distill.retrieval.split", str(out), "--test_share=0.5"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert split.returncode == 0, split.stderr
-    train, test = ChunkSet(out / "train.jsonl", Glossary.load(glossary)), ChunkSet(out / "test.jsonl", Glossary.load(glossary))
-    assert len(train) + len(test) == len(chunks) and not train.skipped and not test.skipped
-    assert {c.key.split("/")[0] for c in train.chunks}.isdisjoint({c.key.split("/")[0] for c in test.chunks})
+    train, valid, test = (ChunkSet(out / f"{n}.jsonl", Glossary.load(glossary)) for n in ("train", "valid", "test"))
+    assert len(train) + len(valid) + len(test) == len(chunks) and not (train.skipped or valid.skipped or test.skipped)
+    sources = [{c.key.split("/")[0] for c in part.chunks} for part in (train, valid, test)]
+    assert sources[0].isdisjoint(sources[1]) and sources[0].isdisjoint(sources[2]) and sources[1].isdisjoint(sources[2])
     loaded = train if len(train) else test
     _i, mel = ChunkDataset(loaded.chunks, 5.0)[0]
     assert mel.shape[1] == int(loaded.chunks[0].length / 2 / 160)

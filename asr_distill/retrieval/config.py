@@ -28,6 +28,10 @@ class ModelConfig(_Section):
     spelling_buckets: int = Field(0, ge=0, description="With N > 0, a term is also embedded by its spelling: "
                                   "its character 2-4-grams hashed into N trainable vectors (for terms never heard "
                                   "in training); 0: off.")
+    char_layers: int = Field(0, ge=0, description="With N > 0, a term is also read by its characters: a "
+                             "Transformer encoder of N layers over its normalised spelling, trained with the rest "
+                             "(for terms never heard in training); 0: off.")
+    char_width: int = Field(256, ge=16, multiple_of=4, description="The characters' encoder width (4 heads).")
     temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
     batching: Literal["varlen", "packed", "padded", "pad30"] = Field(
         "varlen", description="How chunks of different lengths share the audio tower: varlen, all chunks' frames "
@@ -65,7 +69,11 @@ class AugmentConfig(_Section):
 class DataConfig(_Section):
     train_chunks: str = Field(description="JSONL of training chunks: key, uri (a packed shard range), term, "
                               "terms, text.")
-    test_chunks: str = Field(description="JSONL of held-out chunks (other voices/speakers).")
+    valid_chunks: str = Field(description="JSONL of validation chunks: voices/speakers and never-heard terms "
+                              "apart from both the training and the test chunks. Every choice the trainer makes "
+                              "(best checkpoint, early stop, learning-rate steps) is made on these.")
+    test_chunks: str = Field(description="JSONL of test chunks (other voices/speakers again), evaluated once, "
+                             "with the chosen weights, at the end: figures from a split nothing was chosen on.")
     glossary: str = Field(description="Glossary JSON: a list of terms or {terms, alt2main}.")
     batch_size: int = Field(32, ge=2, description="Chunks per batch on each process.")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")

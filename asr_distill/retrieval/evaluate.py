@@ -75,11 +75,17 @@ def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor
 
 
 def glossary_embeddings(model, block: int = 4096) -> torch.Tensor:
-    """Every glossary term of the model's (Retriever.set_glossary), embedded in blocks."""
+    """Every glossary term of the model's (Retriever.set_glossary), embedded in blocks, in eval mode
+    (the characters' encoder has dropout)."""
     n = model.term_base.shape[0]
     ids = torch.arange(n, device=model.term_base.device)
-    with torch.no_grad():
-        return torch.cat([model.embed_terms(ids[i:i + block]) for i in range(0, n, block)])
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([model.embed_terms(ids[i:i + block]) for i in range(0, n, block)])
+    finally:
+        model.train(was_training)
 
 
 def embed_chunks(model, batches, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,8 @@ frozen. The embedding comes from a forward pass with gradients, not from generat
 audio tower, not a language model.
 
 Text: a sentence encoder (BERT-style, mean pooled), frozen; its embeddings of every glossary term
-and transcript are made once and cached, so a step costs only the trainable text head.
+and transcript are made once and cached, so a step costs only the trainable text head. A term can
+also be read by its characters (`Characters`, `model.char_layers`), a small encoder that trains.
 
 Both sides are projected to `dim` and L2-normalised; the logit scale (1/temperature) is learnt and
 clamped at 100, as CLIP's.
@@ -242,8 +243,51 @@ class Spelling(nn.Module):
         return self.table(ids).sum(-2) / count
 
 
+class Characters(nn.Module):
+    """A term read letter by letter: its normalised characters (glossary.normalise, as UTF-8 bytes,
+    between edge marks) through a small Transformer encoder of its own, mean-pooled and projected to
+    `width`. Unlike a sentence encoder's embedding (a term's meaning) or a bag of n-grams, it can learn
+    how spellings sound from the terms heard in training, for terms never heard (issue 42). Its output
+    projection starts at zero: an untrained retriever embeds terms as without it."""
+
+    MAX_LEN = 48  # bytes kept of a term (with its two edge marks)
+
+    def __init__(self, terms: Sequence[str], width: int, layers: int = 4, d_model: int = 256, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Embedding(259, d_model, padding_idx=0)  # 0 padding, 1-256 bytes, 257/258 edges
+        self.pos = nn.Embedding(self.MAX_LEN, d_model)
+        layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.1, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, width)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.register_buffer("ids", self.encode(terms), persistent=False)  # rebuilt from the glossary
+
+    @classmethod
+    def encode(cls, terms: Sequence[str]) -> torch.Tensor:
+        from asr_distill.glossary import normalise
+
+        ids = torch.zeros(len(terms), cls.MAX_LEN, dtype=torch.long)
+        for i, term in enumerate(terms):
+            row = [257] + [1 + b for b in normalise(term).encode("utf-8")][: cls.MAX_LEN - 2] + [258]
+            ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids
+
+    def forward(self, term_ids: torch.Tensor) -> torch.Tensor:
+        ids = self.ids[term_ids]
+        ids = ids[:, : max(2, int((ids > 0).sum(1).max()))]  # the batch's longest term, not MAX_LEN
+        pad = ids == 0
+        x = self.embed(ids) + self.pos.weight[: ids.shape[1]]
+        x = self.norm(self.encoder(x, src_key_padding_mask=pad))
+        keep = (~pad).to(x.dtype)[:, :, None]
+        return self.out((x * keep).sum(1) / keep.sum(1))
+
+
 class Retriever(nn.Module):
-    """What is trained: the audio tower's LoRA, the two heads, the logit scale (and the spelling table)."""
+    """What is trained: the audio tower's LoRA, the two heads, the logit scale (and the spelling table,
+    the characters' encoder)."""
 
     def __init__(self, audio: AudioTower, text_width: int, dim: int = 512, temperature: float = 0.07):
         super().__init__()
@@ -252,14 +296,25 @@ class Retriever(nn.Module):
         self.text_head = nn.Sequential(nn.Linear(text_width, dim), nn.GELU(), nn.Linear(dim, dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
         self.spelling: Optional[Spelling] = None
+        self.characters: Optional[Characters] = None
         self.register_buffer("term_base", torch.zeros(0, text_width), persistent=False)
 
-    def set_glossary(self, terms: Sequence[str], base: torch.Tensor, spelling_buckets: int = 0) -> None:
+    def set_glossary(self, terms: Sequence[str], base: torch.Tensor, spelling_buckets: int = 0,
+                     char_layers: int = 0, char_width: int = 256) -> None:
         """The glossary's terms and the text tower's embeddings of them (row i: term i); with
-        `spelling_buckets`, a Spelling of them too (its table trains with the rest)."""
+        `spelling_buckets`, a Spelling of them too; with `char_layers`, Characters (both train with the
+        rest). A second call (another glossary) keeps what was trained and reads the new terms."""
         self.term_base = base.to(self.text_head[0].weight.device)
         if spelling_buckets:
-            self.spelling = Spelling(terms, spelling_buckets, base.shape[1]).to(self.term_base.device)
+            if self.spelling is None:
+                self.spelling = Spelling(terms, spelling_buckets, base.shape[1]).to(self.term_base.device)
+            else:
+                self.spelling.ids = Spelling(terms, spelling_buckets, 1).ids.to(self.term_base.device)
+        if char_layers:
+            if self.characters is None:
+                self.characters = Characters(terms, base.shape[1], char_layers, char_width).to(self.term_base.device)
+            else:
+                self.characters.ids = Characters.encode(terms).to(self.term_base.device)
 
     def embed_audio(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio_head(self.audio(mel, frames).float()), dim=-1)
@@ -273,6 +328,8 @@ class Retriever(nn.Module):
         base = self.term_base[term_ids].float()
         if self.spelling is not None:
             base = base + self.spelling(term_ids)
+        if self.characters is not None:
+            base = base + self.characters(term_ids).float()
         return F.normalize(self.text_head(base), dim=-1)
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor, term_ids: torch.Tensor, text_base: torch.Tensor,
@@ -286,7 +343,8 @@ class Retriever(nn.Module):
         return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
 
     def trainable_state(self) -> dict:
-        """What a checkpoint holds: LoRA, heads, logit scale, spelling table (never the frozen base)."""
+        """What a checkpoint holds: LoRA, heads, logit scale, spelling table, characters' encoder (never
+        the frozen base)."""
         names = {n for n, p in self.named_parameters() if p.requires_grad}
         return {k: v.detach().cpu() for k, v in self.state_dict().items() if k in names}
 

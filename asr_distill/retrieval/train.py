@@ -1,13 +1,18 @@
 """Train the term retriever: `python -m asr_distill.retrieval.train --config launch/config/retriever.yaml
 [--resume]`, the same under `torchrun --nproc-per-node=N` (DDP: gloo on CPU, NCCL on GPUs).
 
+Before anything, the splits are checked (split.leaks): a validation or test chunk's term that no
+training chunk has as its term must not be heard in training anyway (inside a training chunk, or
+said in its text), and no held-out speaker may be a training one; either is a config error, named.
 First the untrained model is evaluated (metrics.jsonl's epoch 0). Every epoch: the training chunks once (each process its share, shuffled by epoch), a step skipped on
 every process when any has a loss that is not finite or a batch it could not read (counted); then
-rank 0 evaluates against the whole glossary (evaluate.py), and Recall@10 drives ReduceLROnPlateau and
-early stopping (`patience`). Checkpoints (trainable weights only: LoRA, heads, logit scale; with the
-optimizer, scheduler, epoch, step and RNG state) go to output_dir: `last.pt` every epoch, `best.pt`
-on a better Recall@10, `epoch-N.pt` every `checkpoint_every` epochs, `final.pt` at the end (the best
-weights). `--resume` continues from `last.pt` after any stop, a SIGKILL included.
+rank 0 evaluates the **validation** chunks against the whole glossary (evaluate.py), and their
+Recall@10 drives ReduceLROnPlateau and early stopping (`patience`) and picks the best epoch. At the end
+the best weights are evaluated once on the **test** chunks, which chose nothing: `test.json`.
+Checkpoints (trainable weights only: LoRA, heads, logit scale; with the optimizer, scheduler, epoch,
+step and RNG state) go to output_dir: `last.pt` every epoch, `best.pt` on a better validation
+Recall@10, `epoch-N.pt` every `checkpoint_every` epochs, `final.pt` at the end (the best weights).
+`--resume` continues from `last.pt` after any stop, a SIGKILL included.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from asr_distill.retrieval.config import RetrieverConfig, load_retriever_config
 from asr_distill.retrieval.evaluate import embed_chunks, evaluate, glossary_embeddings, summary_line
 from asr_distill.retrieval.loss import retriever_loss
 from asr_distill.retrieval.model import build
+from asr_distill.retrieval.split import leaks
 
 log = logging.getLogger("asr_distill.retrieval")
 
@@ -83,13 +89,16 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.glossary = Glossary.load(cfg.data.glossary)
         self.train_set = rdata.ChunkSet(cfg.data.train_chunks, self.glossary)
+        self.valid_set = rdata.ChunkSet(cfg.data.valid_chunks, self.glossary)
         self.test_set = rdata.ChunkSet(cfg.data.test_chunks, self.glossary)
+        _check_splits(self.train_set, self.valid_set, self.test_set, self.glossary)
         if len(self.train_set) < cfg.data.batch_size * self.world:
             raise ConfigError(f"{len(self.train_set)} usable training chunks is less than one global batch "
                               f"({cfg.data.batch_size} x {self.world} processes)")
         self.model, text = build(cfg.model, self.device)
         # the text tower is frozen: its embeddings of every term and transcript, once
-        self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), cfg.model.spelling_buckets)
+        self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), cfg.model.spelling_buckets,
+                                cfg.model.char_layers, cfg.model.char_width)
         self.glossary_ids = torch.arange(len(self.glossary.terms), device=self.device)
         texts = sorted({c.text for c in self.train_set.chunks})
         self.text_ids = {t: i for i, t in enumerate(texts)}
@@ -183,16 +192,18 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
 
-    def evaluate(self) -> dict:
+    def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None) -> dict:
+        """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary."""
         cfg = self.cfg
-        dataset = rdata.ChunkDataset(self.test_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
+        chunk_set = chunk_set or self.valid_set
+        dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                               collate_fn=rdata.collate)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
         with autocast:
             audio, order = embed_chunks(self.model, batches, self.device)
             glossary = glossary_embeddings(self.model)
-        chunks = [self.test_set.chunks[i] for i in order.tolist()]
+        chunks = [chunk_set.chunks[i] for i in order.tolist()]
         term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
         return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
                         cfg.train.no_term_threshold, cfg.train.eval_batch_size)
@@ -200,7 +211,9 @@ class Trainer:
     def _epoch_line(self, trained: dict, metrics: dict, seconds: float) -> dict:
         return {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
                 "skipped_steps": self.skipped_steps, **metrics, "epoch_s": round(seconds, 2),
-                "skipped_records": {"train": dict(self.train_set.skipped), "test": dict(self.test_set.skipped)}}
+                "split": "valid", "skipped_records": {"train": dict(self.train_set.skipped),
+                                                      "valid": dict(self.valid_set.skipped),
+                                                      "test": dict(self.test_set.skipped)}}
 
     def _log_epoch(self, line: dict) -> None:
         """metrics.jsonl gets an epoch's line after its checkpoint is written, so a line means a checkpoint."""
@@ -222,8 +235,9 @@ class Trainer:
     def run(self) -> dict:
         cfg, metrics = self.cfg.train, {}
         if self.rank == 0:
-            log.info("%d training chunks (%d skipped), %d test chunks (%d skipped), %d glossary terms, %d process(es)",
-                     len(self.train_set), sum(self.train_set.skipped.values()), len(self.test_set),
+            log.info("%d training chunks (%d skipped), %d validation chunks (%d skipped), %d test chunks (%d skipped), "
+                     "%d glossary terms, %d process(es)", len(self.train_set), sum(self.train_set.skipped.values()),
+                     len(self.valid_set), sum(self.valid_set.skipped.values()), len(self.test_set),
                      sum(self.test_set.skipped.values()), len(self.glossary), self.world)
         if self.epoch == 0 and self.rank == 0:  # the untrained model's line: what training is measured against
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
@@ -252,8 +266,44 @@ class Trainer:
             best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=False)
             _save(self.out / "final.pt", {"model": best["model"], "epoch": best["epoch"], "best": self.best,
                                           "config": best["config"]})
-            log.info("done after %d epochs: best Recall@10 %.4f (final.pt)", self.epoch, self.best)
+            log.info("done after %d epochs: best validation Recall@10 %.4f (final.pt, epoch %d)", self.epoch,
+                     self.best, best["epoch"])
+            metrics = self.test(best)
         return metrics
+
+    def test(self, best: dict) -> dict:
+        """The chosen weights on the test chunks, once: test.json (what was chosen, on what, and the figures)."""
+        self.model.load_state_dict(best["model"], strict=False)
+        t0 = time.time()
+        figures = self.evaluate(self.test_set)
+        seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
+        metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
+                   **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
+        tmp = self.out / ".test.json.tmp"
+        tmp.write_text(json.dumps(metrics, indent=1) + "\n")
+        os.replace(tmp, self.out / "test.json")
+        log.info("test (epoch %d's weights): %s", best["epoch"], summary_line(metrics))
+        return metrics
+
+
+def _check_splits(train, valid, test, glossary: Glossary) -> None:
+    """A config error when training hears what the validation or test chunks hold out (split.leaks)."""
+    for name, part in (("validation", valid), ("test", test)):
+        found = leaks(train.chunks, [part.chunks], glossary)
+        if found["terms"]:
+            term, key = found["terms"][0]
+            raise ConfigError(f"{len(found['terms'])} {name} terms never trained as a chunk's term are heard in "
+                              f"training anyway (e.g. {term!r} in training chunk {key!r}): they would be scored as "
+                              f"never heard; take them out of {train.path}")
+        if found["speakers"]:
+            speaker, key = found["speakers"][0]
+            raise ConfigError(f"{len(found['speakers'])} {name} speakers are training speakers too (e.g. {speaker!r} "
+                              f"in training chunk {key!r}): held-out chunks must come from voices never trained on")
+    overlap = ({c.term for c in valid.chunks if c.term is not None} & {c.term for c in test.chunks if c.term is not None}
+               ) - train.term_ids()
+    if overlap:
+        log.warning("%d never-trained terms are in both the validation and the test chunks: the choices made on "
+                    "validation favour them on test", len(overlap))
 
 
 def main(argv=None) -> int:
