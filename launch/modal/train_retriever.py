@@ -3,7 +3,7 @@ checkpoints on a Volume; a container that dies is started again and resumes from
 
     pip install modal && modal setup                                    # once, on your machine
     modal volume create asr-distill-retriever
-    modal volume put asr-distill-retriever terms /terms                 # shards, train/test JSONL, glossary
+    modal volume put asr-distill-retriever terms /terms                 # shards, train/valid/test JSONL, glossary
     modal volume put asr-distill-retriever models/whisper-base-hf /models/whisper-base-hf
     modal volume put asr-distill-retriever launch/config/retriever.yaml /retriever.yaml
     modal run launch/modal/train_retriever.py --config retriever.yaml
