@@ -487,19 +487,23 @@ def fault(args, extra: list[str]) -> None:
 def _segments_for(out: Path, index: Path) -> int:
     """Segments in `out`'s transcripts and segment failure records for the keys of `index`."""
     keys = {json.loads(line)["key"] for line in index.read_text().splitlines() if line.strip()}
-    n = 0
-    for kind in ("transcripts", "failures"):
+    return sum(_segment_counts(out, keys))
+
+
+def _segment_counts(out: Path, keys: set | None = None) -> tuple[int, int]:
+    """(segments in `out`'s transcripts, segment failure records), of `keys` only when given."""
+    counts = [0, 0]
+    for i, kind in enumerate(("transcripts", "failures")):
         for p in out.glob(f"{kind}-*.jsonl"):
             for line in p.read_text().splitlines():
                 r = json.loads(line) if line.strip() else {}
-                if r.get("key") in keys:
-                    n += len(r.get("segments") or []) if kind == "transcripts" else r.get("segment_index") is not None
-    return n
+                if r and (keys is None or r.get("key") in keys):
+                    counts[i] += len(r.get("segments") or []) if i == 0 else r.get("segment_index") is not None
+    return counts[0], counts[1]
 
 
 def _segment_failures(out: Path) -> int:
-    return sum(1 for p in out.glob("failures-*.jsonl") for line in p.read_text().splitlines()
-               if line.strip() and json.loads(line).get("segment_index") is not None)
+    return _segment_counts(out)[1]
 
 
 def orphan(args) -> None:

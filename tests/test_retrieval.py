@@ -271,10 +271,25 @@ def test_augmentation_warps_and_masks_only_a_chunks_own_frames():
     assert torch.allclose(masked[0][changed[0]], torch.full_like(masked[0][changed[0]], float(fill)), atol=1e-6)
 
 
-def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trains():
-    from torch import nn
+class _NoAudio(torch.nn.Module):  # the term side's tests use no audio tower
+    width = 4
 
-    from asr_distill.retrieval.model import Retriever, Spelling
+
+def _plain_and(terms, base, **term_side):
+    """Two retrievers with the same weights on the same glossary: one plain, one with `term_side`
+    (Retriever.set_glossary's spelling_buckets, char_layers, ...)."""
+    from asr_distill.retrieval.model import Retriever
+
+    torch.manual_seed(0)
+    plain, other = Retriever(_NoAudio(), 8, 16), Retriever(_NoAudio(), 8, 16)
+    other.load_state_dict(plain.state_dict())
+    plain.set_glossary(terms, base)
+    other.set_glossary(terms, base, **term_side)
+    return plain, other
+
+
+def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trains():
+    from asr_distill.retrieval.model import Spelling
 
     sp = Spelling(["Photosynthesis", "photo  synthesis", "Kubernetes"], buckets=1 << 12, width=8)
     grams = [set(sp.ngrams(t)) for t in ("Photosynthesis", "photosynthetic", "Kubernetes")]
@@ -282,15 +297,8 @@ def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trai
     assert len(grams[0] & grams[1]) > len(grams[0]) / 2 and len(grams[0] & grams[2]) < 3  # shared by the like
     assert sp.ids.shape[0] == 3 and (sp.ids[0] > 0).sum() == 3 * len("<photosynthesis>") - (1 + 2 + 3)
 
-    class Tower(nn.Module):  # the audio side is not used here
-        width = 4
-
-    torch.manual_seed(0)
-    base = torch.randn(3, 8)
-    plain, spelled = Retriever(Tower(), 8, 16), Retriever(Tower(), 8, 16)
-    spelled.load_state_dict(plain.state_dict())
-    plain.set_glossary(["Photosynthesis", "photo  synthesis", "Kubernetes"], base)
-    spelled.set_glossary(["Photosynthesis", "photo  synthesis", "Kubernetes"], base, spelling_buckets=1 << 12)
+    base = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    plain, spelled = _plain_and(["Photosynthesis", "photo  synthesis", "Kubernetes"], base, spelling_buckets=1 << 12)
     ids = torch.arange(3)
     assert torch.equal(plain.embed_terms(ids), spelled.embed_terms(ids))  # zero at first: the same embeddings
     spelled.embed_terms(ids)[:, 0].sum().backward()
@@ -319,8 +327,6 @@ def test_recall_against_the_whole_glossary_in_blocks():
 
 
 def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glossary():
-    from torch import nn
-
     from asr_distill.retrieval.model import Characters, Retriever
 
     terms = ["Wi-Fi", "wi fi", "Kubernetes"]
@@ -329,15 +335,8 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
     assert ids[2, 0] == 257 and ids[2, 1] == 1 + ord("k") and ids[2, len("kubernetes") + 1] == 258
     assert int((ids[2] > 0).sum()) == len("kubernetes") + 2
 
-    class Tower(nn.Module):  # the audio side is not used here
-        width = 4
-
-    torch.manual_seed(0)
-    base = torch.randn(3, 8)
-    plain, read = Retriever(Tower(), 8, 16), Retriever(Tower(), 8, 16)
-    read.load_state_dict(plain.state_dict())
-    plain.set_glossary(terms, base)
-    read.set_glossary(terms, base, char_layers=2, char_width=16)
+    base = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    plain, read = _plain_and(terms, base, char_layers=2, char_width=16)
     assert torch.equal(plain.embed_terms(torch.arange(3)), read.embed_terms(torch.arange(3)))  # zero at first
     from asr_distill.retrieval.evaluate import glossary_embeddings
     opt = torch.optim.SGD([p for p in read.parameters() if p.requires_grad], lr=0.5)
@@ -356,7 +355,7 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
     before = read.characters.out.weight.clone()
     read.set_glossary(["Kubernetes", "Grafana"], base[:2], char_layers=2, char_width=16)
     assert torch.equal(read.characters.out.weight, before) and read.characters.ids.shape[0] == 2
-    fresh = Retriever(Tower(), 8, 16)
+    fresh = Retriever(_NoAudio(), 8, 16)
     fresh.set_glossary(["Kubernetes", "Grafana"], base[:2], char_layers=2, char_width=16)
     fresh.load_state_dict(read.state_dict(), strict=False)
     fresh.eval()

@@ -195,7 +195,7 @@ class Trainer:
     def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None) -> dict:
         """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary."""
         cfg = self.cfg
-        chunk_set = chunk_set or self.valid_set
+        chunk_set = self.valid_set if chunk_set is None else chunk_set  # (an empty set is falsy)
         dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                               collate_fn=rdata.collate)
