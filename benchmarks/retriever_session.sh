@@ -200,7 +200,7 @@ for name in ('text', 'chars', 'ngrams'):
            'train_terms': train_terms, 'seen_recall_at_1': t['seen_recall@1'], 'seen_recall_at_5': t['seen_recall@5'],
            'seen_recall_at_10': t['seen_recall@10'], 'unseen_recall_at_1': t['unseen_recall@1'],
            'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
-           'no_term_rejection_at_95': t['no_term_rejected_keeping_95'], 'ms_per_chunk': t['ms_per_chunk'],
+           'no_term_rejection_at_95': t['no_term_rejected_at_operating'], 'threshold_from_valid': t['operating_threshold'], 'ms_per_chunk': t['ms_per_chunk'],
            'epoch': t['epoch'], 'valid_recall_at_10': t['valid_recall@10']}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     ;;

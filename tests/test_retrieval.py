@@ -317,13 +317,16 @@ def test_recall_against_the_whole_glossary_in_blocks():
     audio = glossary[truth.clamp(min=0)].clone()
     audio[3] = torch.eye(64)[60]  # a no-term chunk: cosine 0 to every term
     audio[1] = 0.8 * glossary[10] + 0.6 * glossary[9]  # term 10 first, its own term 9 second
-    m = evaluate(audio, truth, glossary, seen_terms={4, 9, 17}, threshold=0.5, term_block=7)
+    m = evaluate(audio, truth, glossary, seen_terms={4, 9, 17}, threshold=0.5, term_block=7, operating=0.9)
     assert m["chunks"] == 5 and m["no_term_chunks"] == 1 and m["unseen_term_chunks"] == 2
     assert (m["recall@1"], m["recall@5"], m["recall@10"]) == (0.8, 1.0, 1.0)
     assert m["unseen_recall@1"] == 1.0 and m["no_term_rejected"] == 1.0 and m["term_chunks_rejected"] == 0.0
     assert m["seen_term_chunks"] == 3 and round(m["seen_recall@1"], 4) == 0.6667 and m["seen_recall@5"] == 1.0
     # best scores of term chunks: 1, 0.8, 1, 1, 1; keeping >= 95% of them keeps all five: the lowest, 0.8
     assert m["threshold_keeping_95"] == 0.8 and m["no_term_rejected_keeping_95"] == 1.0
+    # at a threshold chosen elsewhere, 0.9: the no-term chunk and the chunk at 0.8 fall below it
+    assert (m["operating_threshold"], m["no_term_rejected_at_operating"], m["term_chunks_rejected_at_operating"]) == \
+        (0.9, 1.0, 0.2)
 
 
 def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glossary():
@@ -519,6 +522,9 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     best = max(lines[1:], key=lambda m: m["recall@10"])
     assert (test["split"], test["chosen_on"], test["epoch"]) == ("test", "valid", best["epoch"])
     assert test["valid_recall@10"] == best["recall@10"]
+    # the no-term threshold is validation's 95% point, applied to test (not test's own 95% point)
+    assert test["operating_threshold"] == best["threshold_keeping_95"]
+    assert test["no_term_rejected_at_operating"] is not None and test["term_chunks_rejected_at_operating"] is not None
     assert test["chunks"] == len(SPOKEN + UNSEEN) and test["unseen_term_chunks"] == len(UNSEEN)
     # the held-out voice finds its term among 45 glossary terms (chance: 1/45 at rank 1); measured
     # 0.73-0.8 (0.8: all 12 terms heard in training) after 2-3 epochs, 0.0-0.07 untrained

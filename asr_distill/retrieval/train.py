@@ -27,6 +27,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -192,8 +193,9 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
 
-    def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None) -> dict:
-        """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary."""
+    def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None, operating: Optional[float] = None) -> dict:
+        """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary;
+        rejection at `operating` too, when given (evaluate.evaluate)."""
         cfg = self.cfg
         chunk_set = self.valid_set if chunk_set is None else chunk_set  # (an empty set is falsy)
         dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
@@ -206,7 +208,7 @@ class Trainer:
         chunks = [chunk_set.chunks[i] for i in order.tolist()]
         term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
         return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
-                        cfg.train.no_term_threshold, cfg.train.eval_batch_size)
+                        cfg.train.no_term_threshold, cfg.train.eval_batch_size, operating)
 
     def _epoch_line(self, trained: dict, metrics: dict, seconds: float) -> dict:
         return {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
@@ -272,10 +274,11 @@ class Trainer:
         return metrics
 
     def test(self, best: dict) -> dict:
-        """The chosen weights on the test chunks, once: test.json (what was chosen, on what, and the figures)."""
+        """The chosen weights on the test chunks, once: test.json (what was chosen, on what, and the figures;
+        no-term rejection at the threshold that kept 95% of the validation term chunks, `_at_operating`)."""
         self.model.load_state_dict(best["model"], strict=False)
         t0 = time.time()
-        figures = self.evaluate(self.test_set)
+        figures = self.evaluate(self.test_set, best["line"].get("threshold_keeping_95"))
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
