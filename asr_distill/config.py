@@ -103,6 +103,10 @@ class VllmEngineConfig(_Section):
         0, ge=0, description="DirectRunner: logical CPUs (whole physical cores) its SDK worker processes keep "
         "off, for the engine servers (asr_distill/cpus.py); 0 keeps every CPU for both. On a cluster the "
         "worker pool's --engine_cpus does the same.")
+    engine_start_cpus: int = Field(
+        0, ge=0, description="DirectRunner: logical CPUs its SDK worker processes keep off while the engine "
+        "servers it started are starting (import, compile, CUDA graphs), then `engine_cpus`; 0: "
+        "`engine_cpus` from the start.")
     idle_exit_s: float = Field(
         120.0, gt=0, description="An engine server with no work for this long exits and frees its GPU (the "
         "next request starts it again). A local job stops its engines when it ends.")

@@ -66,11 +66,34 @@ def start_engines_early(argv: list) -> list:
     except EngineFailedError:
         return []
     # This process and the SDK workers it starts from now on yield the CPU to the engine servers
-    # (vLLM's start competed with 16 decoding workers): a lower priority, and off the engine's cores.
+    # (vLLM's start competed with 16 decoding workers): a lower priority, and off the engine's cores,
+    # more of them while the engines start (engine_start_cpus), the usual engine_cpus once they are ready.
+    import threading
+
     from asr_distill.cpus import yield_to_engine
 
-    yield_to_engine(cfg.inference.vllm.front_end_nice, cfg.inference.vllm.engine_cpus)
+    vllm = cfg.inference.vllm
+    after = yield_to_engine(vllm.front_end_nice, vllm.engine_cpus, vllm.engine_start_cpus)
+    if vllm.engine_start_cpus > vllm.engine_cpus:
+        threading.Thread(target=_front_end_when_ready, args=(specs, after, cfg.inference.request_timeout_s),
+                         name="front-end-cpus", daemon=True).start()
     return specs
+
+
+def _front_end_when_ready(specs: list, cpus: set, timeout_s: float) -> None:
+    """Once the engines are ready (or failed, or not within timeout_s), the launcher and the SDK workers
+    it started move to `cpus`; twice, for the threads started while the first pass ran."""
+    import time
+
+    from asr_distill.asr.engine_server import wait_ready
+    from asr_distill.cpus import move_front_end
+
+    ready = wait_ready(specs, timeout_s)
+    for _ in range(2):
+        moved = move_front_end(cpus)
+        time.sleep(1.0)
+    logging.getLogger(__name__).info("engines %s; front end (%d threads) now on %d CPUs",
+                                     "ready" if ready else "not ready", moved, len(cpus))
 
 
 def main(run: Callable[[list], object], argv=None) -> int:

@@ -686,6 +686,26 @@ def stop_engines(specs: Sequence[EngineSpec], wait_s: float = 120.0) -> None:
             _wait_for_exit(pid, wait_s)
 
 
+def wait_ready(specs: Sequence[EngineSpec], timeout_s: float, poll_s: float = 0.25) -> bool:
+    """After start_engines: True once every spec's running server says its engine is ready; False as
+    soon as one failed to start or is gone, or after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready = 0
+        for spec in specs:
+            pid, stats = _server_pid(spec), read_stats(spec) or {}
+            if pid is None or not alive(pid):
+                return False
+            if stats.get("pid") == pid:  # this server's stats (written once its engine is up, or failed)
+                if stats.get("exit"):
+                    return False
+                ready += bool(stats.get("ready_at"))
+        if ready == len(specs):
+            return True
+        time.sleep(poll_s)
+    return False
+
+
 def read_stats(spec: EngineSpec) -> Optional[dict]:
     try:
         return json.loads(spec.path("stats.json").read_text())
