@@ -78,6 +78,11 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     before = read_committed(p, output, resume)
     count = tap if progress else (lambda pcoll, *_args: pcoll)
     rows = count(p | "ReadIndex" >> ReadIndex(input_index, cfg.data.index_format, retry), "rows")
+    if start_engines and stop_after is None and cfg.inference.backend == "vllm" \
+            and cfg.inference.share_across_processes:  # on a cluster: the engine loads while the index is read
+        # upstream of the rows (it adds none): Spark runs a stage nothing reads from after all the others
+        started = p | "StartEngines" >> StartEngines(cfg.inference)
+        rows = (rows, started) | "AfterStartEngines" >> beam.Flatten()
     admitted = (rows, before.transcript_keys, before.old_lines, before.texts) | "Admit" >> Admit(skip_failed)
     audio = count(admitted.rows, "admitted") | "Decode" >> Decode(cfg.audio, retry)
     count(audio.good, "decoded", lambda a: {"audio_ms": int(a.duration_s * 1000)})
@@ -86,9 +91,6 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     count(cut.segments, "segments")
     failures = [admitted.failures, audio.failures, voiced.failures, cut.failures]
     written = {}
-    if start_engines and stop_after is None and cfg.inference.backend == "vllm" \
-            and cfg.inference.share_across_processes:  # on a cluster: the engine loads while the index is read
-        p | "StartEngines" >> StartEngines(cfg.inference)
     if stop_after == "segment":
         written["segments"] = cut.segments | "SegmentRows" >> beam.Map(_segment_row)
         written["segments"] | "WriteSegments" >> write("segments")
@@ -295,10 +297,10 @@ def absolute_local(path: Optional[str]) -> Optional[str]:
 
 
 def _local_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """The CPUs this process's front end has (once the engines it started are ready: cpus.py)."""
+    from asr_distill.cpus import front_end_cpus
+
+    return len(front_end_cpus())
 
 
 def use_local_cores(options: PipelineOptions, cfg: Config, beam_args: list[str]) -> Optional[int]:

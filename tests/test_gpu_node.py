@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOpt
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from asr_distill import cpus
-from asr_distill.asr.engine_server import engine_specs, read_stats, stop_engines
+from asr_distill.asr.engine_server import engine_specs, read_stats, start_engines, stop_engines, wait_ready
 from asr_distill.config import Config, load_config
 from beam_pipeline.pipeline import build, use_cluster_parallelism
 from transforms.engines import StartEngines
@@ -68,6 +68,54 @@ print(json.dumps({"before": before, "mine": mine, "now": sorted(os.sched_getaffi
     assert engine_nice == (0 if os.geteuid() == 0 else got["nice"])
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to keep one for the engine")
+def test_once_the_engine_is_ready_the_front_end_moves_to_its_wider_set_and_the_engine_stays_put():
+    """DirectRunner's launcher keeps its SDK workers off more CPUs while the engine starts
+    (vllm.engine_start_cpus), then moves every thread of itself and of them, not the engine server (a
+    session of its own), to the set it keeps after the start."""
+    code = """
+import json, os, subprocess, sys, time
+from asr_distill.cpus import front_end_cpus, move_front_end, yield_to_engine
+allowed = sorted(os.sched_getaffinity(0))
+after = sorted(yield_to_engine(0, 0, 1))  # engine_cpus 0, engine_start_cpus 1
+narrow, later = sorted(os.sched_getaffinity(0)), sorted(front_end_cpus())
+sleeper = "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start(); time.sleep(60)"
+worker = subprocess.Popen([sys.executable, "-c", sleeper])
+engine = subprocess.Popen([sys.executable, "-c", sleeper], start_new_session=True)
+time.sleep(1.5)  # both have their second thread
+moved = move_front_end(front_end_cpus())
+cpus = lambda pid: [sorted(os.sched_getaffinity(int(t))) for t in os.listdir(f"/proc/{pid}/task")]
+print(json.dumps({"allowed": allowed, "after": after, "later": later, "narrow": narrow, "moved": moved, "me": cpus(os.getpid()),
+                  "worker": cpus(worker.pid), "engine": cpus(engine.pid)}))
+worker.kill(); engine.kill()
+"""
+    got = _in_child(code)
+    assert got["narrow"] == got["allowed"][:-1]  # while the engine starts
+    assert got["after"] == got["later"] == got["allowed"]  # what the job sizes its workers by
+    assert got["worker"] == [got["allowed"]] * 2 and got["me"] == [got["allowed"]] * len(got["me"])
+    assert got["engine"] == [got["narrow"]] * 2  # as it was: the engine server takes its own CPUs
+    assert got["moved"] == len(got["me"]) + 2
+
+
+def test_wait_ready_says_when_the_engine_is_up_and_when_it_will_not_be(engine_env, tmp_path, monkeypatch):
+    """What the launcher waits on before it widens the front end: the server it started says ready;
+    a server whose engine failed to start says so at once, not at the timeout."""
+    cfg = _vllm_config(tmp_path)
+    monkeypatch.setenv("FAKE_VLLM_START_S", "1.0")
+    specs = start_engines(cfg.inference)
+    try:
+        t = time.monotonic()
+        assert wait_ready(specs, 60) and time.monotonic() - t >= 0.5
+        assert (read_stats(specs[0]) or {}).get("ready_at")
+    finally:
+        stop_engines(specs)
+    monkeypatch.setenv("FAKE_VLLM_START_ERROR", "no GPU here")
+    monkeypatch.setenv("ASR_DISTILL_ENGINE_DIR", str(tmp_path / "engines-failing"))
+    specs = start_engines(cfg.inference)
+    t = time.monotonic()
+    assert not wait_ready(specs, 60) and time.monotonic() - t < 30
+
+
 @pytest.fixture
 def engine_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ASR_DISTILL_VLLM_ENGINE", "fake_vllm")
@@ -113,6 +161,11 @@ def test_the_engine_start_is_a_step_of_portable_vllm_jobs_only(tmp_path):
         p = beam.Pipeline()
         build(p, cfg, str(index), str(tmp_path / "out"), stop_after=stop_after, start_engines=start)
         assert ("StartEngines" in _labels(p)) == wanted, (cfg.inference.backend, start, stop_after)
+        if wanted:  # upstream of the index's rows, so no runner leaves it to the job's end (Spark did)
+            transforms = p.to_runner_api().components.transforms.values()
+            started = {pc for t in transforms if t.unique_name == "StartEngines/Start" for pc in t.outputs.values()}
+            [flatten] = [t for t in transforms if t.unique_name == "AfterStartEngines"]
+            assert started and started <= set(flatten.inputs.values())
 
 
 class _FlinkRest(BaseHTTPRequestHandler):
