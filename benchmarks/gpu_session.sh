@@ -42,6 +42,14 @@
 #   FF  after FD, on the first 600 files: the Flink command with the TaskManager SIGKILLed 20 s after the
 #       engine was ready (another one started, as Kubernetes would), then with vLLM's engine core SIGKILLed
 #       likewise; --resume where the job failed; a line each in faults.jsonl
+#   (issue 40, SparkRunner: the wheels as above, the Spark cluster's jars from `stage_cluster.sh spark`)
+#   SG  FG with a Spark cluster (standalone master, one worker of 16 cores, worker pool, job server): install,
+#       jars, dummy model, corpus while the cluster starts and two warm-up engines run (raw vLLM on 20
+#       files, then a Spark job on them), then raw vLLM on the corpus's segments
+#   SD  after SG: the README command on DirectRunner (label default: teacher.yaml's engine_start_cpus
+#       12), then with --runner=SparkRunner (label spark); texts compared; e2e/raw for both
+#   SE  after SD: the README command with engine_start_cpus 0 (label start-cpus-0: the front end off
+#       engine_cpus only, from the start), then raw vLLM again (label q2a-2: raw's own spread)
 # Everything that comes back is under $OUT.
 set -uo pipefail
 step=$1
@@ -94,21 +102,24 @@ q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for
     --label q3o-default --raw-label q3o
   keep q3o-default
 }
-recv_parts() {  # the stage parts this call carried, to /tmp/stage (wheels) and /tmp/stage-flink (jars)
-  mkdir -p /tmp/stage /tmp/stage-flink
-  for d in .stage/p* .stage-flink/f*; do
-    [ -d "$d" ] && cp "$d"/* "$(case $d in .stage-flink/*) echo /tmp/stage-flink;; *) echo /tmp/stage;; esac)/"
+recv_parts() {  # the stage parts this call carried: wheels to /tmp/stage, a cluster's jars to /tmp/stage-NAME
+  mkdir -p /tmp/stage /tmp/stage-flink /tmp/stage-spark
+  for d in .stage/p* .stage-flink/f* .stage-spark/s*; do
+    [ -d "$d" ] && cp "$d"/* "$(case $d in .stage-*/*) echo "/tmp/${d%%/*}" | sed 's#/\.#/#';; *) echo /tmp/stage;; esac)/"
   done
-  ls /tmp/stage /tmp/stage-flink | tr '\n' ' '; echo
+  ls /tmp/stage /tmp/stage-flink /tmp/stage-spark | tr '\n' ' '; echo
 }
-flink_jars() {  # the parts of benchmarks/stage_flink.sh, checked and unpacked where local_cluster.py looks
-  (cd /tmp/stage-flink && cat flink.[0-9]* > flink.tar && echo "$(cat flink.sha)  flink.tar" | sha256sum -c -) || exit 1
-  mkdir -p /tmp/clusters && tar xf /tmp/stage-flink/flink.tar -C /tmp/clusters && rm /tmp/stage-flink/flink.tar
+cluster_jars() {  # the parts of `benchmarks/stage_cluster.sh $1`, checked and unpacked where local_cluster.py looks
+  (cd "/tmp/stage-$1" && cat "$1".[0-9]* > "$1.tar" && echo "$(cat "$1.sha")  $1.tar" | sha256sum -c -) || exit 1
+  mkdir -p /tmp/clusters && tar xf "/tmp/stage-$1/$1.tar" -C /tmp/clusters && rm "/tmp/stage-$1/$1.tar"
 }
+flink_jars() { cluster_jars flink; }
 keep_cluster() {  # the cluster's logs (the worker pool's forks, the TaskManager's restarts), its engine's
-  tail -c 200000 /tmp/clusters/clusters/flink/log/worker_pool.out > "$OUT/$1-worker-pool.log" 2>/dev/null
+  local name=${2:-flink}
+  tail -c 200000 /tmp/clusters/clusters/$name/log/worker_pool.out > "$OUT/$1-worker-pool.log" 2>/dev/null
   tail -c 200000 /tmp/clusters/clusters/flink/log/taskmanager.log > "$OUT/$1-taskmanager.log" 2>/dev/null
-  tail -c 30000 "$BENCH_WORK"/flink-engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
+  tail -c 100000 /tmp/clusters/clusters/spark/log/job_server.out > "$OUT/$1-job-server.log" 2>/dev/null
+  tail -c 30000 "$BENCH_WORK"/$name-engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
 }
 case $step in
 recv)
@@ -143,6 +154,61 @@ FG)
   timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
     > "$OUT/raw.log" 2>&1
   echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  ;;
+SG)
+  recv_parts
+  bash /tmp/stage/install.sh || exit 1
+  cluster_jars spark
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
+  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner spark --slots 16 \
+     > "$OUT/cluster.log" 2>&1) &
+  cluster=$!
+  warm_q2a 300 warmup1
+  wait $cluster
+  echo "cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
+  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --index /tmp/corpus-warm/index.jsonl \
+    --model /tmp/q2a --label spark-warmup > "$OUT/spark-warmup.log" 2>&1
+  echo "spark warm-up rc=$? at $(( $(date +%s) - t0 )) s"; tail -c 1500 "$OUT/spark-warmup.log"
+  keep spark-warmup
+  keep_cluster spark-warmup spark
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
+    > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  ;;
+SD)
+  timeout 240 python3 benchmarks/gpu_e2e.py e2e --index /tmp/corpus/index.jsonl --model /tmp/q2a --label default \
+    --raw-label q2a
+  keep default
+  echo "default done at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --index /tmp/corpus/index.jsonl \
+    --model /tmp/q2a --label spark --raw-label q2a
+  keep spark
+  keep_cluster spark spark
+  python3 benchmarks/gpu_e2e.py compare --labels default spark
+  python3 benchmarks/gpu_e2e.py report
+  ;;
+SE)
+  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
+c['inference']['vllm']['engine_start_cpus'] = 0; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
+    launch/config/teacher.yaml /tmp/start0.yaml
+  timeout 240 python3 benchmarks/gpu_e2e.py e2e --teacher /tmp/start0.yaml --index /tmp/corpus/index.jsonl \
+    --model /tmp/q2a --label start-cpus-0 --raw-label q2a
+  keep start-cpus-0
+  echo "start-cpus-0 done at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a-2 \
+    > "$OUT/raw2.log" 2>&1
+  echo "raw2 rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw2.log"
+  python3 benchmarks/gpu_e2e.py report
+  cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
   ;;
 FQ)  # the card's command on a fresh machine for a short session: install, 300 files while a Flink cluster of
   # 16 slots starts, then the command with --runner=FlinkRunner and an eager engine (no compile: a fresh

@@ -385,23 +385,50 @@ def spark_up(cores: int = 2, pool_args: tuple = ()) -> None:
           f"localhost:{JOB_SERVERS['spark']}")
 
 
-# Flink's lib/ jars that Beam's runner does not load (the Table/SQL stack, CEP, formats, the Scala API):
-# left out of a bundle, which then fits fewer transfers to a machine without network.
-BUNDLE_SKIPS = ("flink-table-", "flink-cep-", "flink-csv-", "flink-json-", "flink-connector-files-", "flink-scala_")
+# Jars that Beam's runners do not load, left out of a bundle (which then fits fewer transfers to a
+# machine without network). Flink's lib/: the Table/SQL stack, CEP, formats, the Scala API. Spark's
+# jars/: SQL and Hive, MLlib and its maths, the other cluster managers, RocksDB (an optional state
+# store), the REPL's compiler; Beam's portable Spark runner runs on spark-core's RDDs.
+BUNDLE_SKIPS = {
+    "flink": ("flink-table-", "flink-cep-", "flink-csv-", "flink-json-", "flink-connector-files-", "flink-scala_"),
+    "spark": ("rocksdbjni", "hive-", "spark-hive", "breeze", "scala-compiler", "spark-repl", "mesos", "spark-mesos",
+              "spire", "spark-mllib", "spark-graphx", "kubernetes-", "spark-kubernetes", "spark-yarn", "hadoop-yarn",
+              "derby", "datanucleus", "jdo-api", "orc-", "parquet-", "arrow-", "cats-kernel", "algebra", "tink",
+              "libthrift", "libfb303", "JLargeArrays", "JTransforms", "arpack", "blas", "lapack", "shapeless",
+              "py4j", "spark-sql", "spark-catalyst", "janino", "commons-compiler", "antlr"),
+}
 
 
 def bundle(name: str, out: Path) -> None:
     """A tar of what `{name}-up` needs under a cache root (ASR_DISTILL_CLUSTER_CACHE), for a machine that
-    has Python and no network: the job-server jar and Flink's jars (its lib/ without BUNDLE_SKIPS)."""
-    if name != "flink":
-        raise ClusterError("bundle: only flink is bundled so far")
-    home, jar = flink_home(), build_job_server(name)
-    members = [jar, home / "bin" / "bash-java-utils.jar",
-               *(j for j in sorted((home / "lib").iterdir()) if not j.name.startswith(BUNDLE_SKIPS))]
+    has Python and no network: the job server and the cluster's jars less BUNDLE_SKIPS. Spark's job
+    server is a launcher jar and its lib/; a lib jar that Spark's jars/ holds too travels once (a link)."""
+    jar = build_job_server(name)
+    skip = BUNDLE_SKIPS[name]
+    if name == "flink":
+        home = flink_home()
+        jars = [home / "bin" / "bash-java-utils.jar", *sorted((home / "lib").iterdir())]
+    else:
+        home = spark_home()
+        jars = [*sorted((home / "bin").iterdir()), *sorted((home / "jars").iterdir())]
+    members = [jar, *(j for j in jars if not j.name.startswith(skip))]
+    kept = {m.name: m for m in members if m.parent == home / "jars"}
+    links = []
+    if name == "spark":
+        for j in sorted((jar.parent / "lib").iterdir()):
+            same = kept.get(j.name)
+            if same is not None and same.read_bytes() == j.read_bytes():
+                links.append((j, os.path.relpath(same, j.parent)))
+            else:
+                members.append(j)
     with tarfile.open(out, "w") as tar:
         for path in members:
             tar.add(path, arcname=str(path.relative_to(CACHE)))
-    print(f"{out}: {len(members)} files, {out.stat().st_size / 2**20:.0f} MiB")
+        for path, target in links:
+            info = tarfile.TarInfo(str(path.relative_to(CACHE)))
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    print(f"{out}: {len(members)} files and {len(links)} links, {out.stat().st_size / 2**20:.0f} MiB")
 
 
 def status() -> None:
@@ -421,7 +448,8 @@ def main(argv=None) -> int:
                         help="flink-up/spark-up: the worker pool's --front_end_nice (GPU nodes: 10)")
     parser.add_argument("--engine-cpus", type=int, default=0,
                         help="flink-up/spark-up: the worker pool's --engine_cpus (GPU nodes: CPUs kept for vLLM)")
-    parser.add_argument("--out", type=Path, help="bundle: the tar to write (the flink cluster's jars)")
+    parser.add_argument("--out", type=Path, help="bundle: the tar to write (the cluster's jars)")
+    parser.add_argument("--cluster", choices=["flink", "spark"], default="flink", help="bundle: which cluster")
     parser.add_argument("--slots", type=int, default=2, help="flink-up: task slots; spark-up: the worker's cores")
     parser.add_argument("--taskmanager-memory", default="2048m", help="flink-up: taskmanager.memory.process.size")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -430,7 +458,7 @@ def main(argv=None) -> int:
                "fetch": fetch,
                "flink-up": lambda: flink_up(args.slots, args.taskmanager_memory, pool),
                "flink-down": lambda: down("flink"), "spark-up": lambda: spark_up(args.slots, pool), "spark-down": lambda: down("spark"), "status": status,
-               "bundle": lambda: bundle("flink", args.out or Path("flink-bundle.tar"))}
+               "bundle": lambda: bundle(args.cluster, args.out or Path(f"{args.cluster}-bundle.tar"))}
     command = args.command
     try:
         actions[command]()
