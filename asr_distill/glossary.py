@@ -1,7 +1,9 @@
 """A glossary: the terms a retriever returns, and the alternative forms that mean one of them.
 
-Accepted JSON: a plain list of terms, or `{"terms": [...], "alt2main": {"alt form": "main form"}}`
-(the seeds' `glossary_filtered.json` / `alt2main.json` pair in one object). Terms are matched and
+Accepted JSON: a plain list of terms, or `{"terms": [...], "alt2main": {"alt form": "main form"},
+"pronunciations": {"term": "phonemes"}}` (the seeds' `glossary_filtered.json` / `alt2main.json` pair in
+one object; pronunciations, optional, in eSpeak NG's ASCII phonemes: asr_distill/pronounce.py computes
+those not given). Terms are matched and
 compared in a normalised form (Unicode NFKC, case-folded, punctuation dropped, spaces collapsed), so
 "Wi-Fi", "wi fi" and "WI FI" are one term; the main form keeps its spelling for output.
 """
@@ -33,6 +35,7 @@ def normalise(text: str) -> str:
 class Glossary:
     terms: tuple[str, ...]  # main forms, in file order, each once
     alt2main: dict = field(default_factory=dict)  # normalised alternative form -> main form
+    pronunciations: dict = field(default_factory=dict)  # main form -> its phonemes, where the file gives them
 
     def __post_init__(self):
         object.__setattr__(self, "_ids", {normalise(t): i for i, t in enumerate(self.terms)})
@@ -54,12 +57,16 @@ class Glossary:
     @classmethod
     def from_json(cls, data, source: str = "glossary") -> "Glossary":
         alt2main: dict = {}
+        sounds: dict = {}
         if isinstance(data, dict):
-            unknown = set(data) - {"terms", "alt2main"}
+            unknown = set(data) - {"terms", "alt2main", "pronunciations"}
             if unknown or "terms" not in data:
-                raise GlossaryError(f"{source}: an object needs 'terms' (and optionally 'alt2main'), "
-                                    f"got keys {sorted(data)}")
+                raise GlossaryError(f"{source}: an object needs 'terms' (and optionally 'alt2main', "
+                                    f"'pronunciations'), got keys {sorted(data)}")
             alt2main = data.get("alt2main") or {}
+            sounds = data.get("pronunciations") or {}
+            if not isinstance(sounds, dict) or not all(isinstance(v, str) and v.strip() for v in sounds.values()):
+                raise GlossaryError(f"{source}: 'pronunciations' must map terms to non-empty phoneme strings")
             if not isinstance(alt2main, dict):
                 raise GlossaryError(f"{source}: 'alt2main' must map alternative forms to main forms")
             data = data["terms"]
@@ -80,7 +87,10 @@ class Glossary:
             if not isinstance(alt, str) or not isinstance(main, str) or normalise(main) not in by_key:
                 raise GlossaryError(f"{source}: alt2main maps {alt!r} to {main!r}, which is not a glossary term")
             mapped[normalise(alt)] = by_key[normalise(main)]
-        return cls(tuple(terms), mapped)
+        unknown_terms = [t for t in sounds if normalise(t) not in by_key]
+        if unknown_terms:
+            raise GlossaryError(f"{source}: pronunciations given for {unknown_terms[:3]}, not glossary terms")
+        return cls(tuple(terms), mapped, {by_key[normalise(t)]: v.strip() for t, v in sounds.items()})
 
     @classmethod
     def load(cls, path: str | Path) -> "Glossary":

@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -363,6 +365,36 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
     fresh.load_state_dict(read.state_dict(), strict=False)
     fresh.eval()
     assert torch.allclose(fresh.embed_terms(torch.arange(2)), read.embed_terms(torch.arange(2)))
+
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make test installs it)")
+def test_a_term_read_by_its_phonemes_as_espeak_says_them_or_as_the_glossary_gives_them(tmp_path):
+    """model.char_input: phonemes. The characters' encoder reads eSpeak NG's phonemes of each term (the
+    library in-process, the same as the espeak-ng command prints), or the glossary's own."""
+    from asr_distill.pronounce import phonemes
+    from asr_distill.retrieval.config import ModelConfig
+    from asr_distill.retrieval.model import Characters
+    from asr_distill.retrieval.train import readings
+
+    for term in ["Kubernetes", "photosynthesis", "São Paulo", "Dr. Smith"]:
+        cli = subprocess.run(["espeak-ng", "-q", "-x", "-v", "en-us", term], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert phonemes(term) == " ".join(cli)  # "Dr. Smith": two clauses, one reading
+    assert phonemes("Kubernetes") == "kj'u:b3n,i:ts" and phonemes("  ") == ""
+    g = Glossary.from_json({"terms": ["Kubernetes", "Grafana"], "pronunciations": {"grafana": "gr@f'A:n@"}})
+    assert g.pronunciations == {"Grafana": "gr@f'A:n@"}  # by the main form
+    cfg = ModelConfig(audio_model="x", char_layers=2, char_input="phonemes")
+    said = readings(cfg, g)
+    assert said == ["kj'u:b3n,i:ts", "gr@f'A:n@"]
+    assert readings(ModelConfig(audio_model="x", char_layers=2), g) is None  # spelling: as before
+    ids = Characters.encode(g.terms, said)  # read as given: case and marks are phonemes, not normalised
+    assert ids[1, 1:len(said[1]) + 1].tolist() == [1 + b for b in said[1].encode()]
+    assert not torch.equal(Characters.encode(["a"], ["T"]), Characters.encode(["a"], ["t"]))
+    for bad, says in [({"terms": ["a"], "pronunciations": {"b": "b'i:"}}, "not glossary terms"),
+                      ({"terms": ["a"], "pronunciations": {"a": ""}}, "non-empty phoneme strings")]:
+        with pytest.raises(GlossaryError, match=says):
+            Glossary.from_json(bad)
 
 
 # -- training: a retriever that learns, killed and resumed

@@ -32,6 +32,9 @@ class ModelConfig(_Section):
                              "Transformer encoder of N layers over its normalised spelling, trained with the rest "
                              "(for terms never heard in training); 0: off.")
     char_width: int = Field(256, ge=16, multiple_of=4, description="The characters' encoder width (4 heads).")
+    char_input: Literal["spelling", "phonemes"] = Field(
+        "spelling", description="What the characters' encoder reads: a term's normalised spelling, or its "
+        "phonemes (eSpeak NG's, asr_distill/pronounce.py; or the glossary file's `pronunciations`).")
     temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
     batching: Literal["varlen", "packed", "padded", "pad30"] = Field(
         "varlen", description="How chunks of different lengths share the audio tower: varlen, all chunks' frames "

@@ -244,15 +244,17 @@ class Spelling(nn.Module):
 
 
 class Characters(nn.Module):
-    """A term read letter by letter: its normalised characters (glossary.normalise, as UTF-8 bytes,
-    between edge marks) through a small Transformer encoder of its own, mean-pooled and projected to
-    `width`. Unlike a sentence encoder's embedding (a term's meaning) or a bag of n-grams, it can learn
-    how spellings sound from the terms heard in training, for terms never heard (issue 42). Its output
-    projection starts at zero: an untrained retriever embeds terms as without it."""
+    """A term read symbol by symbol: its normalised spelling (glossary.normalise), or what it is given to
+    read instead (its phonemes: asr_distill/pronounce.py), as UTF-8 bytes between edge marks, through a
+    small Transformer encoder of its own, mean-pooled and projected to `width`. Unlike a sentence
+    encoder's embedding (a term's meaning) or a bag of n-grams, it can learn how spellings (or phonemes)
+    sound from the terms heard in training, for terms never heard (issue 42). Its output projection
+    starts at zero: an untrained retriever embeds terms as without it."""
 
-    MAX_LEN = 48  # bytes kept of a term (with its two edge marks)
+    MAX_LEN = 64  # bytes kept of a term (with its two edge marks)
 
-    def __init__(self, terms: Sequence[str], width: int, layers: int = 4, d_model: int = 256, heads: int = 4):
+    def __init__(self, terms: Sequence[str], width: int, layers: int = 4, d_model: int = 256, heads: int = 4,
+                 readings: Optional[Sequence[str]] = None):
         super().__init__()
         self.embed = nn.Embedding(259, d_model, padding_idx=0)  # 0 padding, 1-256 bytes, 257/258 edges
         self.pos = nn.Embedding(self.MAX_LEN, d_model)
@@ -263,15 +265,17 @@ class Characters(nn.Module):
         self.out = nn.Linear(d_model, width)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        self.register_buffer("ids", self.encode(terms), persistent=False)  # rebuilt from the glossary
+        self.register_buffer("ids", self.encode(terms, readings), persistent=False)  # rebuilt from the glossary
 
     @classmethod
-    def encode(cls, terms: Sequence[str]) -> torch.Tensor:
+    def encode(cls, terms: Sequence[str], readings: Optional[Sequence[str]] = None) -> torch.Tensor:
+        """Row i: what term i is read as (readings[i] as given, else its normalised spelling)."""
         from asr_distill.glossary import normalise
 
+        texts = list(readings) if readings is not None else [normalise(t) for t in terms]
         ids = torch.zeros(len(terms), cls.MAX_LEN, dtype=torch.long)
-        for i, term in enumerate(terms):
-            row = [257] + [1 + b for b in normalise(term).encode("utf-8")][: cls.MAX_LEN - 2] + [258]
+        for i, text in enumerate(texts):
+            row = [257] + [1 + b for b in text.encode("utf-8")][: cls.MAX_LEN - 2] + [258]
             ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
         return ids
 
@@ -300,10 +304,11 @@ class Retriever(nn.Module):
         self.register_buffer("term_base", torch.zeros(0, text_width), persistent=False)
 
     def set_glossary(self, terms: Sequence[str], base: torch.Tensor, spelling_buckets: int = 0,
-                     char_layers: int = 0, char_width: int = 256) -> None:
+                     char_layers: int = 0, char_width: int = 256, readings: Optional[Sequence[str]] = None) -> None:
         """The glossary's terms and the text tower's embeddings of them (row i: term i); with
-        `spelling_buckets`, a Spelling of them too; with `char_layers`, Characters (both train with the
-        rest). A second call (another glossary) keeps what was trained and reads the new terms."""
+        `spelling_buckets`, a Spelling of them too; with `char_layers`, Characters reading their spelling
+        or `readings` (their phonemes; both train with the rest). A second call (another glossary) keeps
+        what was trained and reads the new terms."""
         self.term_base = base.to(self.text_head[0].weight.device)
         if spelling_buckets:
             if self.spelling is None:
@@ -312,9 +317,10 @@ class Retriever(nn.Module):
                 self.spelling.ids = Spelling(terms, spelling_buckets, 1).ids.to(self.term_base.device)
         if char_layers:
             if self.characters is None:
-                self.characters = Characters(terms, base.shape[1], char_layers, char_width).to(self.term_base.device)
+                self.characters = Characters(terms, base.shape[1], char_layers, char_width,
+                                             readings=readings).to(self.term_base.device)
             else:
-                self.characters.ids = Characters.encode(terms).to(self.term_base.device)
+                self.characters.ids = Characters.encode(terms, readings).to(self.term_base.device)
 
     def embed_audio(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.audio_head(self.audio(mel, frames).float()), dim=-1)

@@ -79,6 +79,18 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint whole
 
 
+def readings(cfg, glossary: Glossary) -> Optional[list[str]]:
+    """What the characters' encoder reads for each glossary term (None: its spelling)."""
+    if not cfg.char_layers or cfg.char_input == "spelling":
+        return None
+    from asr_distill.pronounce import PronounceError, pronunciations
+
+    try:
+        return pronunciations(glossary.terms, glossary.pronunciations)
+    except PronounceError as err:
+        raise ConfigError(f"model.char_input is phonemes: {err}") from None
+
+
 class Trainer:
     def __init__(self, cfg: RetrieverConfig, resume: bool):
         self.cfg = cfg
@@ -99,7 +111,7 @@ class Trainer:
         self.model, text = build(cfg.model, self.device)
         # the text tower is frozen: its embeddings of every term and transcript, once
         self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), cfg.model.spelling_buckets,
-                                cfg.model.char_layers, cfg.model.char_width)
+                                cfg.model.char_layers, cfg.model.char_width, readings(cfg.model, self.glossary))
         self.glossary_ids = torch.arange(len(self.glossary.terms), device=self.device)
         texts = sorted({c.text for c in self.train_set.chunks})
         self.text_ids = {t: i for i, t in enumerate(texts)}
