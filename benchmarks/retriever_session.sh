@@ -14,7 +14,7 @@
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
 #           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
-#           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + n-grams,
+#           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + phonemes / + n-grams,
 #                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
@@ -182,16 +182,18 @@ for name in ('shipped', 'shipped2'):
     ;;
   RU)
     # issue 42, terms never heard: the shipped config beside it with a term also read by its characters
-    # (model.char_layers 4), and with its spelling's n-grams; each chooses on valid.jsonl, test.json scored once.
+    # (model.char_layers 4), by its phonemes (the same encoder reading the glossary's eSpeak NG phonemes),
+    # and with its spelling's n-grams; each chooses on valid.jsonl, test.json scored once.
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
     install || exit 1
     train_side_by_side 'text:{"train": {"epochs": 40}}' 'chars:{"train": {"epochs": 40}, "model": {"char_layers": 4}}' \
+      'phonemes:{"train": {"epochs": 40}, "model": {"char_layers": 4, "char_input": "phonemes"}}' \
       'ngrams:{"train": {"epochs": 40}, "model": {"spelling_buckets": 16384}}'
     python3 -c "
 import json, os
 corpus = json.load(open('/tmp/r/terms/corpus.json'))
 train_terms = corpus['spoken_terms'] - corpus['unseen_terms'] - corpus.get('unseen_valid_terms', 0)
-for name in ('text', 'chars', 'ngrams'):
+for name in ('text', 'chars', 'phonemes', 'ngrams'):
     path = f'/tmp/r/run-{name}/test.json'
     if not os.path.exists(path):
         print(name, 'no test.json'); continue

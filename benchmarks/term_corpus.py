@@ -20,7 +20,7 @@ each phrase drawn afresh: none is said twice, and the test's are not the trainin
 
 Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl,
 DIR/valid.jsonl and DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
-DIR/glossary.json ({"terms": [...]}) and DIR/corpus.json (what was made).
+DIR/glossary.json ({"terms": [...], "pronunciations": {...}}) and DIR/corpus.json (what was made).
 """
 
 from __future__ import annotations
@@ -158,7 +158,12 @@ def main(argv=None) -> int:
     for name, part in (("train", train), ("valid", valid), ("test", test)):
         (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     glossary = sorted(spoken + distractors)
-    (args.out / "glossary.json").write_text(json.dumps({"terms": glossary}, indent=0))
+    # with each term's phonemes (eSpeak NG's, as model.char_input: phonemes reads them): the GPU
+    # machine that trains on this corpus has no espeak-ng
+    from asr_distill.pronounce import pronunciations
+
+    sounds = dict(zip(glossary, pronunciations(glossary)))
+    (args.out / "glossary.json").write_text(json.dumps({"terms": glossary, "pronunciations": sounds}, indent=0))
     seconds = [len(a) / 16000 for a in audio]
     info = {"glossary_terms": len(glossary), "spoken_terms": len(spoken), "unseen_terms": args.unseen,
             "unseen_valid_terms": args.unseen_valid,
