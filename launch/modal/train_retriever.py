@@ -40,6 +40,7 @@ app = modal.App("asr-distill-retriever")
 volume = modal.Volume.from_name(VOLUME, create_if_missing=True)
 image = (
     modal.Image.debian_slim(python_version="3.11")
+    .apt_install("espeak-ng")  # model.char_input: phonemes, for glossary terms without given pronunciations
     .pip_install_from_requirements(str(ROOT / "requirements.txt"))
     .pip_install_from_requirements(str(ROOT / "requirements-retriever.txt"))
     # its declared dependency (sentence-transformers) is not used: the Makefile installs it the same way
