@@ -48,6 +48,10 @@
 #       files, then a Spark job on them), then raw vLLM on the corpus's segments
 #   SD  after SG: the README command with --runner=SparkRunner (label spark), then on DirectRunner (label
 #       default: teacher.yaml's engine_start_cpus 12); texts compared; e2e/raw for both
+#   SQ  SG for a session short of device time: the corpus's first 600 files and the teacher in eager mode
+#       (no compile: a fresh machine's first compiled engine takes minutes), two eager warm-up engines (raw
+#       vLLM on 20 files, then a Spark job on them), then raw vLLM on the 600 files' segments
+#   SQ2 after SQ: the command with --runner=SparkRunner, then on DirectRunner, both eager; texts compared
 #   SE  after SD: the README command with engine_start_cpus 0 (label start-cpus-0: the front end off
 #       engine_cpus only, from the start), then raw vLLM again (label q2a-2: raw's own spread)
 # Everything that comes back is under $OUT.
@@ -196,6 +200,52 @@ SD)  # Spark first: a session short of device time still gets its figure
   keep default
   python3 benchmarks/gpu_e2e.py compare --labels default spark
   python3 benchmarks/gpu_e2e.py report
+  ;;
+SQ)
+  recv_parts
+  bash /tmp/stage/install.sh || exit 1
+  cluster_jars spark
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  eager_config
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 600 --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  corpus=$!
+  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
+  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner spark --slots 16 \
+     --teacher /tmp/eager.yaml > "$OUT/cluster.log" 2>&1) &
+  cluster=$!
+  timeout 200 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a \
+    --teacher /tmp/eager.yaml --raw-label warmup-eager > "$OUT/warmup1.log" 2>&1
+  echo "warm-up 1 rc=$? at $(( $(date +%s) - t0 )) s"
+  wait $cluster
+  echo "cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
+  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --teacher /tmp/eager.yaml \
+    --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a --label spark-warmup > "$OUT/spark-warmup.log" 2>&1
+  echo "spark warm-up rc=$? at $(( $(date +%s) - t0 )) s"; tail -c 1500 "$OUT/spark-warmup.log"
+  keep spark-warmup
+  keep_cluster spark-warmup spark
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --teacher /tmp/eager.yaml --raw-label q2a-eager > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  ;;
+SQ2)
+  timeout 260 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --teacher /tmp/eager.yaml \
+    --index /tmp/corpus/index.jsonl --model /tmp/q2a --label spark-eager --raw-label q2a-eager
+  keep spark-eager
+  keep_cluster spark-eager spark
+  python3 benchmarks/gpu_e2e.py report
+  echo "spark done at $(( $(date +%s) - t0 )) s"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py e2e --teacher /tmp/eager.yaml --index /tmp/corpus/index.jsonl \
+    --model /tmp/q2a --label default-eager --raw-label q2a-eager
+  keep default-eager
+  python3 benchmarks/gpu_e2e.py compare --labels default-eager spark-eager
+  python3 benchmarks/gpu_e2e.py report
+  cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
   ;;
 SE)
   python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
