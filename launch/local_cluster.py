@@ -266,9 +266,13 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("localhost", port)) == 0
 
 
-def job_server_up(name: str) -> None:
+def job_server_up(name: str, cores: int = 0) -> None:
     """Beam's job server for the cluster, running: jobs sent to localhost:JOB_SERVERS[name] skip the
-    job-server JVM start (~17 s) that `--runner=FlinkRunner` alone pays on every job."""
+    job-server JVM start (~17 s) that `--runner=FlinkRunner` alone pays on every job. Spark's is told
+    the cluster's `cores` as spark.default.parallelism: Beam's Spark runner partitions each shuffle by
+    the Spark context's default parallelism when the job starts, before any executor has registered,
+    and that is then 2 (on a 16-core GPU node, the 1650-file job ran its decode and inference stage on
+    2 SDK workers: 0.66 of raw vLLM)."""
     jar, port, state = build_job_server(name), JOB_SERVERS[name], _state(name)
     # Flink: the cluster's conf dir, so a job sent here without --parallelism runs on every slot
     # (parallelism.default) instead of Beam's 1
@@ -276,7 +280,9 @@ def job_server_up(name: str) -> None:
               else ["--spark-master-url", f"spark://localhost:{SPARK_MASTER}"])
     jvm = []
     if name == "spark":  # what Beam's SparkRunner passes its own job server (Spark on Java 17)
-        from apache_beam.runners.portability.spark_runner import SPARK_JAR_JOB_SERVER_JVM_ARGS as jvm
+        from apache_beam.runners.portability.spark_runner import SPARK_JAR_JOB_SERVER_JVM_ARGS
+
+        jvm = [*SPARK_JAR_JOB_SERVER_JVM_ARGS, *([f"-Dspark.default.parallelism={cores}"] if cores else [])]
     pid = _start(name, "job_server", [_need_java(), *jvm, "-jar", str(jar), *master,
                                       "--artifacts-dir", str(state / "artifacts"), "--job-port", str(port),
                                       "--artifact-port", str(port + 1), "--expansion-port", str(port + 2)])
@@ -367,7 +373,8 @@ def spark_up(cores: int = 2, pool_args: tuple = ()) -> None:
     home = spark_home()
     state = _state("spark")
     env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOG_DIR=str(state / "log"), SPARK_WORKER_DIR=str(state / "work"),
-               SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_DIRS=str(state / "tmp"))
+               SPARK_LOCAL_IP="127.0.0.1", SPARK_LOCAL_DIRS=str(state / "tmp"),
+               JAVA_HOME=str(Path(_need_java()).resolve().parent.parent))  # spark-class runs $JAVA_HOME/bin/java
     spark_class = str(home / "bin" / "spark-class")
     master = _start("spark", "master", [spark_class, "org.apache.spark.deploy.master.Master", "--host", "localhost",
                                         "--port", str(SPARK_MASTER), "--webui-port", str(SPARK_UI)], env=env)
@@ -379,7 +386,7 @@ def spark_up(cores: int = 2, pool_args: tuple = ()) -> None:
     _wait("Spark worker", lambda: (_http_json(f"http://localhost:{SPARK_UI}/json/") or {}).get("aliveworkers"),
           pids=[master, worker], log=state / "log" / "worker.out")
     worker_pool_up("spark", pool_args)
-    job_server_up("spark")
+    job_server_up("spark", cores)
     print(f"spark {SPARK}: master spark://localhost:{SPARK_MASTER} (UI http://localhost:{SPARK_UI}) and one worker "
           f"({cores} cores) up; Beam worker pool on localhost:{WORKER_POOLS['spark']}, job server on "
           f"localhost:{JOB_SERVERS['spark']}")

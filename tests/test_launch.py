@@ -93,6 +93,18 @@ def test_worker_pools_run_our_image_where_the_jobs_look_for_them():
         assert {p["port"] for p in servers[name]["spec"]["ports"]} >= {8099, 8098}
 
 
+def test_the_spark_job_server_partitions_shuffles_by_the_workers_cores():
+    """Beam's Spark runner sizes each shuffle by spark.default.parallelism, read before executors
+    register (2 otherwise: a 16-core GPU node's job ran its inference stage on 2 SDK workers)."""
+    docs = {d["metadata"]["name"]: d for p in MANIFESTS for d in _docs(p) if d["kind"] in ("Deployment", "StatefulSet")}
+    [server] = docs["beam-spark-job-server"]["spec"]["template"]["spec"]["containers"]
+    options = {e["name"]: e["value"] for e in server.get("env", [])}["JAVA_TOOL_OPTIONS"].split()
+    worker = docs["spark-worker"]
+    [container] = [c for c in worker["spec"]["template"]["spec"]["containers"] if c["name"] == "spark-worker"]
+    cores = int(container["command"][container["command"].index("--cores") + 1])
+    assert f"-Dspark.default.parallelism={worker['spec']['replicas'] * cores}" in options
+
+
 @pytest.mark.parametrize("name", ["cpu.Dockerfile", "gpu.Dockerfile"])
 def test_dockerfiles_copy_what_exists_and_pin_their_bases(name):
     lines = [line.strip() for line in (LAUNCH / "docker" / name).read_text().splitlines()

@@ -173,6 +173,10 @@ def test_every_engine_writes_direct_runners_records(request, index, glossary, di
     rc, stdout, stderr = _cli(f"--input_index={index}", f"--output={out}", f"--glossary={glossary}", *ENGINES[engine])
     assert rc == 0, stderr[-3000:]
     assert _own_job_servers() <= job_servers  # a job server the command started ended with it
+    if engine == "spark-external":  # shuffles partitioned by the worker's cores (spark_up's 2 here), not by
+        # what Spark knows before its executors register (2 too here; 2 on a 16-core GPU node as well)
+        cmd = Path(f"/proc/{local_cluster._pids('spark')['job_server']}/cmdline").read_bytes().split(b"\0")
+        assert b"-Dspark.default.parallelism=2" in cmd
     assert _finished_jobs(engine) == before + 1  # the engine's own API: the job ran there and FINISHED
     assert _records(out) == direct["records"]
     run, ref = json.loads((out / "run.json").read_text()), direct["run"]
