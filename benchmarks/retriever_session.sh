@@ -77,8 +77,9 @@ for section, values in extra.items():
     cfg[section].update(values)
 yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{name}.yaml", "w"))
 EOF
+    # --resume: a run that its call's time limit stopped goes on from its last epoch in the next call
     timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
-      --config /tmp/r/retriever-$name.yaml > "$OUT/train-$name.log" 2>&1 &
+      --config /tmp/r/retriever-$name.yaml --resume >> "$OUT/train-$name.log" 2>&1 &
   done
   wait
   for spec in "$@"; do
@@ -185,10 +186,15 @@ for name in ('shipped', 'shipped2'):
     # (model.char_layers 4), by its phonemes (the same encoder reading the glossary's eSpeak NG phonemes),
     # and with its spelling's n-grams; each chooses on valid.jsonl, test.json scored once.
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
+    # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
+    # again on the same machine goes on from there (40 epochs of four runs on a 12 300-term glossary may
+    # take more than one call)
     install || exit 1
-    train_side_by_side 'text:{"train": {"epochs": 40}}' 'chars:{"train": {"epochs": 40}, "model": {"char_layers": 4}}' \
-      'phonemes:{"train": {"epochs": 40}, "model": {"char_layers": 4, "char_input": "phonemes"}}' \
-      'ngrams:{"train": {"epochs": 40}, "model": {"spelling_buckets": 16384}}'
+    declare -A ru=([text]='{"train": {"epochs": 40}}' [chars]='{"train": {"epochs": 40}, "model": {"char_layers": 4}}'
+                   [phonemes]='{"train": {"epochs": 40}, "model": {"char_layers": 4, "char_input": "phonemes"}}'
+                   [ngrams]='{"train": {"epochs": 40}, "model": {"spelling_buckets": 16384}}')
+    specs=(); for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do specs+=("$name:${ru[$name]}"); done
+    train_side_by_side "${specs[@]}"
     python3 -c "
 import json, os
 corpus = json.load(open('/tmp/r/terms/corpus.json'))
