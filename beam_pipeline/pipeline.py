@@ -316,11 +316,17 @@ def use_local_cores(options: PipelineOptions, cfg: Config, beam_args: list[str])
     return direct.direct_num_workers
 
 
+SPARK_MASTER_UI_PORT = 8080  # a standalone Spark master's web UI: its /json/ says the workers' cores
+
+
 def use_cluster_parallelism(options: PipelineOptions, beam_args: list[str]) -> Optional[int]:
     """FlinkRunner without --parallelism: the cluster's task slots, asked of its REST API. Beam's job
     server reads no configuration of the cluster's, so it ran every step at parallelism 1: on a 4-slot
-    TaskManager the whole job went through one slot and one SDK worker (measured)."""
+    TaskManager the whole job went through one slot and one SDK worker (measured). SparkRunner starting
+    its own job server: see _spark_parallelism."""
     runner = str(options.view_as(StandardOptions).runner or "").split(".")[-1]
+    if runner == "SparkRunner":
+        return _spark_parallelism(options)
     flink = options.view_as(FlinkRunnerOptions)
     given = {a.split("=", 1)[0] for a in beam_args}
     if runner != "FlinkRunner" or "--parallelism" in given or flink.flink_master in ("[local]", "[auto]", None):
@@ -336,6 +342,34 @@ def use_cluster_parallelism(options: PipelineOptions, beam_args: list[str]) -> O
     if slots > 0:
         flink.parallelism = slots
     return slots or None
+
+
+def _spark_parallelism(options: PipelineOptions) -> Optional[int]:
+    """The job server SparkRunner starts gets spark.default.parallelism = the standalone cluster's cores,
+    asked of its master's web UI. Beam's Spark runner partitions each shuffle by the Spark context's
+    default parallelism when the job starts, before executors register, and Spark then says 2: on a
+    16-core GPU node the inference stage ran on 2 SDK workers (0.66 of raw vLLM, measured). A job server
+    given by --job_endpoint is configured where it runs (launch/spark/job-server.yaml); a property given
+    with --job_server_jvm_properties stands."""
+    jvm = options.view_as(JobServerOptions)
+    given = list(jvm.job_server_jvm_properties or [])
+    master = options.view_as(SparkRunnerOptions).spark_master_url or ""
+    if (options.view_as(PortableOptions).job_endpoint or not master.startswith("spark://")
+            or any(p.startswith("-Dspark.default.parallelism=") for p in given)):
+        return None
+    host = master[len("spark://"):].split(",")[0].rsplit(":", 1)[0]
+    ui = f"http://{host}:{SPARK_MASTER_UI_PORT}/json/"
+    try:
+        with urllib.request.urlopen(ui, timeout=5) as r:
+            cores = int(json.load(r)["cores"])
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("could not ask the Spark master at %s for its cores (%s): Beam's Spark runner may then "
+                    "run each stage in 2 partitions; pass --job_server_jvm_properties=-Dspark.default.parallelism=N "
+                    "(N: the cluster's executor cores)", redact(ui), type(err).__name__)
+        return None
+    if cores > 0:
+        jvm.job_server_jvm_properties = [*given, f"-Dspark.default.parallelism={cores}"]
+    return cores or None
 
 
 def quiet_local_workers(options: PipelineOptions, beam_args: list[str]) -> None:
@@ -473,7 +507,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     start_work(opts.output, digest, opts.resume)
     environment = describe_environment(options)
     if slots:
-        log.info("FlinkRunner: the job runs at --parallelism=%d, the cluster's task slots", slots)
+        log.info("%s: the job runs at parallelism %d, the cluster's task slots (Spark: cores)", runner, slots)
     if workers:
         log.warning("vllm on DirectRunner: front end in %d worker processes, one per core "
                     "(--direct_num_workers=N --direct_running_mode=... to choose)", workers)

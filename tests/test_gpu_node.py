@@ -13,7 +13,7 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions
+from apache_beam.options.pipeline_options import FlinkRunnerOptions, JobServerOptions, PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from asr_distill import cpus
@@ -166,6 +166,44 @@ def test_the_engine_start_is_a_step_of_portable_vllm_jobs_only(tmp_path):
             started = {pc for t in transforms if t.unique_name == "StartEngines/Start" for pc in t.outputs.values()}
             [flatten] = [t for t in transforms if t.unique_name == "AfterStartEngines"]
             assert started and started <= set(flatten.inputs.values())
+
+
+class _SparkMaster(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (the handler's name)
+        body = json.dumps({"cores": 12, "coresused": 0, "aliveworkers": 3}).encode() if self.path == "/json/" else b"{}"
+        self.send_response(200 if self.path == "/json/" else 404)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_sparks_own_job_server_partitions_by_the_clusters_cores(monkeypatch, caplog):
+    """SparkRunner starting its own job server: spark.default.parallelism = the master's cores (Beam's
+    Spark runner read 2 otherwise, before executors registered); a job server of one's own, or the
+    property given, stand; a master that does not answer is a warning that says what to pass."""
+    from beam_pipeline import pipeline
+
+    server = HTTPServer(("localhost", 0), _SparkMaster)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(pipeline, "SPARK_MASTER_UI_PORT", server.server_address[1])
+    args = ["--runner=SparkRunner", "--spark_master_url=spark://localhost:7077"]
+    try:
+        options = PipelineOptions(args)
+        assert use_cluster_parallelism(options, args) == 12
+        assert "-Dspark.default.parallelism=12" in options.view_as(JobServerOptions).job_server_jvm_properties
+        for given in (args + ["--job_endpoint=localhost:8199"],
+                      args + ["--job_server_jvm_properties=-Dspark.default.parallelism=3"]):
+            options = PipelineOptions(given)
+            assert use_cluster_parallelism(options, given) is None
+            assert options.view_as(JobServerOptions).job_server_jvm_properties in ([], ["-Dspark.default.parallelism=3"])
+    finally:
+        server.shutdown()
+    options = PipelineOptions(args)  # nothing answers there now
+    assert use_cluster_parallelism(options, args) is None
+    assert options.view_as(JobServerOptions).job_server_jvm_properties == []
+    assert "could not ask the Spark master" in caplog.text and "spark.default.parallelism=N" in caplog.text
 
 
 class _FlinkRest(BaseHTTPRequestHandler):
