@@ -33,7 +33,7 @@ stage() {
     "$work/payload/minilm"
   $py -c 'import wordfreq' 2>/dev/null || $py -m pip install -q wordfreq
   # TERM_CORPUS_ARGS: another corpus (issue 42's: --terms 2300 --unseen 300 --unseen-valid 200
-  # --distractors 10000 --multiword 0.2 --train-voices 3 --pool 150000)
+  # --distractors 10000 --multiword 0.2 --train-voices 3 --pool 150000 --enrol)
   $py "$here/benchmarks/term_corpus.py" --out "$work/payload/terms" ${TERM_CORPUS_ARGS:-}
   xz -T0 -3 "$work/payload/terms/shard-0.dat"
   (cd "$work/payload" && tar cf "$work/payload.tar" .)
@@ -72,6 +72,9 @@ cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/min
 cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", valid_chunks="/tmp/r/terms/valid.jsonl",
                    test_chunks="/tmp/r/terms/test.jsonl",
                    glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
+import os
+if os.path.exists("/tmp/r/terms/enrol.jsonl"):  # a corpus staged with --enrol: test.json also has `enrolled`
+    cfg["data"]["enrol_chunks"] = "/tmp/r/terms/enrol.jsonl"
 cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
 for section, values in extra.items():
     cfg[section].update(values)
@@ -210,6 +213,10 @@ for name in ('text', 'chars', 'phonemes', 'ngrams'):
            'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
            'no_term_rejection_at_95': t['no_term_rejected_at_operating'], 'threshold_from_valid': t['operating_threshold'], 'ms_per_chunk': t['ms_per_chunk'],
            'epoch': t['epoch'], 'valid_recall_at_10': t['valid_recall@10']}
+    e = t.get('enrolled')
+    if e:  # the same test, each term also keyed by its synthetic audio (weight chosen on valid)
+        out['enrolled'] = {'weight': e['weight'], 'seen_recall_at_10': e['seen_recall@10'],
+                           'unseen_recall_at_1': e['unseen_recall@1'], 'unseen_recall_at_10': e['unseen_recall@10']}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
     ;;
   RT)

@@ -20,6 +20,7 @@ each phrase drawn afresh: none is said twice, and the test's are not the trainin
 
 Writes DIR/shard-0.dat (16 kHz int16, back to back, the packed-shard format), DIR/train.jsonl,
 DIR/valid.jsonl and DIR/test.jsonl (key, uri `shard-0.dat#offset=O&length=L`, term, terms, text, speaker),
+with `--enrol` DIR/enrol.jsonl (each glossary term said alone in one more voice: data.enrol_chunks),
 DIR/glossary.json ({"terms": [...], "pronunciations": {...}}) and DIR/corpus.json (what was made).
 """
 
@@ -42,6 +43,7 @@ TRAIN_VOICES = [("en-us", 160, 50), ("en-gb+m3", 170, 40), ("en-gb-x-rp+f2", 155
                 ("en-029+f4", 150, 55), ("en-gb-x-gbclan+m2", 175, 50)]
 TEST_VOICES = [("en-gb-scotland+m4", 165, 50), ("en-us-nyc+f3", 170, 58)]  # never heard in training
 VALID_VOICES = [("en-gb-x-gbcwmd+f1", 165, 55)]  # nor this one, nor in test
+ENROL_VOICE = ("en-us+klatt2", 165, 50)  # --enrol: every glossary term said alone, by a voice of no split
 TRAIN_CARRIERS = ["{t}", "the {t}", "we need the {t} now", "say {t} again", "a {t} is here", "I like {t}"]
 TEST_CARRIERS = ["this is the {t}", "{t} please", "about {t} today"]
 VALID_CARRIERS = ["here is {t}", "{t} once more", "look at the {t}"]
@@ -135,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-voices", type=int, default=len(TRAIN_VOICES), help="the first N training voices")
     ap.add_argument("--pool", type=int, default=40000, help="wordfreq ranks terms are drawn from (more terms: more)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--enrol", action="store_true",
+                    help="also enrol.jsonl: every glossary term said alone in a voice of its own (data.enrol_chunks)")
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +148,10 @@ def main(argv=None) -> int:
     spoken, distractors = words[: args.terms], words[args.terms:]
     TRAIN_VOICES[:] = TRAIN_VOICES[: args.train_voices]
     train, valid, test = plan(spoken, args.unseen, args.seed, args.no_term_test, args.unseen_valid)
-    rows = train + valid + test
+    glossary = sorted(spoken + distractors)
+    enrol = [{"key": f"{t}-enrol", "term": t, "terms": [t], "text": t, "speaker": f"enrol:{ENROL_VOICE[0]}",
+              "_say": (t, *ENROL_VOICE)} for t in glossary] if args.enrol else []
+    rows = train + valid + test + enrol
     with ThreadPoolExecutor(args.workers) as pool:
         audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
     at = 0
@@ -155,9 +162,9 @@ def main(argv=None) -> int:
             row["uri"] = f"shard-0.dat#offset={at}&length={len(data)}"
             at += len(data)
             del row["_say"]
-    for name, part in (("train", train), ("valid", valid), ("test", test)):
-        (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
-    glossary = sorted(spoken + distractors)
+    for name, part in (("train", train), ("valid", valid), ("test", test), ("enrol", enrol)):
+        if part:
+            (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     # with each term's phonemes (eSpeak NG's, as model.char_input: phonemes reads them): the GPU
     # machine that trains on this corpus has no espeak-ng
     from asr_distill.pronounce import pronunciations
@@ -169,11 +176,11 @@ def main(argv=None) -> int:
             "unseen_valid_terms": args.unseen_valid,
             "distractors": len(distractors), "multiword_terms": sum(" " in t for t in words),
             "train_chunks": len(train), "valid_chunks": len(valid),
-            "test_chunks": len(test),
+            "test_chunks": len(test), "enrol_chunks": len(enrol),
             "no_term_train_chunks": sum(r["term"] is None for r in train),
             "no_term_test_chunks": sum(r["term"] is None for r in test),
             "train_voices": [v[0] for v in TRAIN_VOICES], "valid_voices": [v[0] for v in VALID_VOICES],
-            "test_voices": [v[0] for v in TEST_VOICES],
+            "test_voices": [v[0] for v in TEST_VOICES], "enrol_voice": ENROL_VOICE[0] if enrol else None,
             "chunk_s": {"min": round(min(seconds), 2), "mean": round(float(np.mean(seconds)), 2),
                         "max": round(max(seconds), 2)}, "audio_s": round(sum(seconds), 1), "seed": args.seed}
     (args.out / "corpus.json").write_text(json.dumps(info, indent=1))

@@ -412,6 +412,7 @@ NO_TERM = ["good morning everyone", "thank you very much", "see you next week", 
 TRAIN_VOICES = [("en-us", 150), ("en-gb", 170), ("en-us", 185), ("en-gb-x-rp", 160)]
 TEST_VOICE = ("en-gb-scotland", 165)  # a voice never heard in training
 VALID_VOICE = ("en-us-nyc", 175)  # another: what the trainer chooses on
+ENROL_VOICE = ("en-gb-x-gbclan", 165)  # the glossary's spoken terms said alone, as enrolment (data.enrol_chunks)
 
 
 @pytest.fixture(scope="module")
@@ -448,7 +449,9 @@ def term_corpus(tmp_path_factory):
                       "speaker": name} for t in SPOKEN + unseen]
             rows += [{"key": f"none{i}-{name}", "uri": say(f, s, voice, speed), "term": None, "text": s,
                       "speaker": name} for i, s in enumerate(no_term)]
-    for name, rows in (("train", train), ("valid", valid), ("test", test)):
+        enrol = [{"key": f"{t}-enrol", "uri": say(f, t, *ENROL_VOICE), "term": t, "terms": [t], "text": t,
+                  "speaker": "enrol"} for t in SPOKEN + UNSEEN + VALID_UNSEEN]  # not the distractors
+    for name, rows in (("train", train), ("valid", valid), ("test", test), ("enrol", enrol)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "glossary.json").write_text(json.dumps({"terms": SPOKEN + UNSEEN + VALID_UNSEEN + DISTRACTORS,
                                                     "alt2main": {"Mississippi River": "Mississippi"}}))
@@ -498,6 +501,15 @@ def test_held_out_terms_or_voices_heard_in_training_are_refused(term_corpus, tmp
     err = capsys.readouterr().err
     assert "1 test terms never trained as a chunk's term are heard in training anyway" in err
     assert "'butterfly' in training chunk 'said'" in err
+    # enrolment audio said by a held-out voice is refused too (it would match that voice's chunks)
+    enrol = [json.loads(line) for line in (root / "enrol.jsonl").read_text().splitlines()]
+    (tmp_path / "enrol.jsonl").write_text("".join(json.dumps(dict(r, uri=str(root / r["uri"]), speaker="test")) + "\n"
+                                                  for r in enrol))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["data"].update(train_chunks=str(root / "train.jsonl"), enrol_chunks=str(tmp_path / "enrol.jsonl"))
+    config.write_text(yaml.safe_dump(cfg))
+    assert main([f"--config={config}"]) == 2
+    assert "said by held-out speakers ['test']" in capsys.readouterr().err
 
 
 def _train_cli(config, *args, wait=True):
@@ -521,7 +533,7 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     config.write_text(yaml.safe_dump({
         "model": {"audio_model": str(whisper), "dim": 256},
         "data": {"train_chunks": str(root / "train.jsonl"), "valid_chunks": str(root / "valid.jsonl"),
-                 "test_chunks": str(root / "test.jsonl"),
+                 "test_chunks": str(root / "test.jsonl"), "enrol_chunks": str(root / "enrol.jsonl"),
                  "glossary": str(root / "glossary.json"), "batch_size": 16, "num_workers": 1},
         "train": {"output_dir": str(out), "epochs": 3, "lr": 1e-3, "patience": 3, "checkpoint_every": 2,
                   "no_term_threshold": 0.3}}))
@@ -558,6 +570,17 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     assert test["operating_threshold"] == best["threshold_keeping_95"]
     assert test["no_term_rejected_at_operating"] is not None and test["term_chunks_rejected_at_operating"] is not None
     assert test["chunks"] == len(SPOKEN + UNSEEN) and test["unseen_term_chunks"] == len(UNSEEN)
+    # enrolment (data.enrol_chunks): the same test scored again with each term's synthetic audio as a
+    # second key, its weight chosen on validation; the terms without it (the distractors) keep their text
+    enrolled = test["enrolled"]
+    print("enrolled:", enrolled)
+    from asr_distill.retrieval.train import ENROL_WEIGHTS
+    by_weight = {float(w): r for w, r in enrolled["valid_recall@10_by_weight"].items()}
+    assert set(by_weight) == set(ENROL_WEIGHTS) and enrolled["chosen_on"] == "valid"
+    assert by_weight[enrolled["weight"]] == max(by_weight.values())
+    assert enrolled["enrolled_terms"] == len(SPOKEN + UNSEEN + VALID_UNSEEN)
+    assert enrolled["chunks"] == test["chunks"] and enrolled["unseen_term_chunks"] == len(UNSEEN)
+    assert 0 <= enrolled["unseen_recall@10"] <= 1 and "no_term_rejected" not in enrolled
     # the held-out voice finds its term among 45 glossary terms (chance: 1/45 at rank 1); measured
     # 0.73-0.8 (0.8: all 12 terms heard in training) after 2-3 epochs, 0.0-0.07 untrained
     assert test["recall@1"] >= 0.6 and untrained["recall@1"] <= 0.2

@@ -78,6 +78,11 @@ class DataConfig(_Section):
     test_chunks: str = Field(description="JSONL of test chunks (other voices/speakers again), evaluated once, "
                              "with the chosen weights, at the end: figures from a split nothing was chosen on.")
     glossary: str = Field(description="Glossary JSON: a list of terms or {terms, alt2main}.")
+    enrol_chunks: Optional[str] = Field(
+        None, description="JSONL of glossary terms said alone by synthetic speech (benchmarks/term_corpus.py "
+        "--enrol): each term then also has an audio embedding of its own (the audio tower's), and the test is "
+        "scored twice, the text score alone and fused with the audio-to-audio one (`enrolled` in test.json; "
+        "its weight chosen on validation). Never trained on.")
     batch_size: int = Field(32, ge=2, description="Chunks per batch on each process.")
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
     max_chunk_s: float = Field(5.0, gt=0, le=30, description="Longer chunks are cut to this (from their middle).")

@@ -32,6 +32,7 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from asr_distill.config import ConfigError
 from asr_distill.glossary import Glossary, GlossaryError
@@ -43,6 +44,7 @@ from asr_distill.retrieval.model import build
 from asr_distill.retrieval.split import leaks
 
 log = logging.getLogger("asr_distill.retrieval")
+ENROL_WEIGHTS = (0.25, 0.5, 1.0, 2.0)  # audio-to-audio score weights tried on validation (data.enrol_chunks)
 
 
 def _setup_distributed() -> tuple[int, int, torch.device]:
@@ -104,7 +106,14 @@ class Trainer:
         self.train_set = rdata.ChunkSet(cfg.data.train_chunks, self.glossary)
         self.valid_set = rdata.ChunkSet(cfg.data.valid_chunks, self.glossary)
         self.test_set = rdata.ChunkSet(cfg.data.test_chunks, self.glossary)
+        self.enrol_set = rdata.ChunkSet(cfg.data.enrol_chunks, self.glossary) if cfg.data.enrol_chunks else None
         _check_splits(self.train_set, self.valid_set, self.test_set, self.glossary)
+        if self.enrol_set is not None:  # enrolment in a held-out voice would match that voice's chunks by its voice
+            held = {c.speaker for part in (self.valid_set, self.test_set) for c in part.chunks} - {None}
+            same = sorted({c.speaker for c in self.enrol_set.chunks} & held)
+            if same:
+                raise ConfigError(f"enrolment chunks ({cfg.data.enrol_chunks}) are said by held-out speakers "
+                                  f"{same[:3]}: enrol in a voice of its own")
         if len(self.train_set) < cfg.data.batch_size * self.world:
             raise ConfigError(f"{len(self.train_set)} usable training chunks is less than one global batch "
                               f"({cfg.data.batch_size} x {self.world} processes)")
@@ -205,22 +214,51 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
 
-    def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None, operating: Optional[float] = None) -> dict:
-        """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary;
-        rejection at `operating` too, when given (evaluate.evaluate)."""
+    def _embed(self, chunk_set: "rdata.ChunkSet") -> tuple[torch.Tensor, torch.Tensor]:
+        """The chunks' audio embeddings (n, d) and their term ids (-1: no term), in matching order."""
         cfg = self.cfg
-        chunk_set = self.valid_set if chunk_set is None else chunk_set  # (an empty set is falsy)
         dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                               collate_fn=rdata.collate)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
-        with autocast:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
             audio, order = embed_chunks(self.model, batches, self.device)
-            glossary = glossary_embeddings(self.model)
         chunks = [chunk_set.chunks[i] for i in order.tolist()]
-        term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
-        return evaluate(audio.float(), term_ids, glossary.float(), self.train_set.term_ids(),
-                        cfg.train.no_term_threshold, cfg.train.eval_batch_size, operating)
+        return audio.float(), torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
+
+    def _glossary(self) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
+            return glossary_embeddings(self.model).float()
+
+    def evaluate(self, chunk_set: "rdata.ChunkSet | None" = None, operating: Optional[float] = None) -> dict:
+        """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary;
+        rejection at `operating` too, when given (evaluate.evaluate)."""
+        chunk_set = self.valid_set if chunk_set is None else chunk_set  # (an empty set is falsy)
+        audio, term_ids = self._embed(chunk_set)
+        return evaluate(audio, term_ids, self._glossary(), self.train_set.term_ids(), self.cfg.train.no_term_threshold,
+                        self.cfg.train.eval_batch_size, operating)
+
+    def enrolled(self) -> dict:
+        """The test with each term's synthetic audio as a second key: a chunk's score for a term is its
+        text score plus w x its cosine to the term's enrolment audio (their mean, for several), w chosen
+        by validation Recall@10 among ENROL_WEIGHTS; terms without enrolment audio keep the text score.
+        Recall only (the fused scores are on another scale than the no-term threshold)."""
+        audio, term_ids = self._embed(self.enrol_set)
+        enrol = torch.zeros(len(self.glossary), audio.shape[1], device=audio.device)
+        enrol.index_add_(0, term_ids.clamp(min=0), audio * (term_ids >= 0)[:, None])
+        enrol = F.normalize(enrol, dim=-1)  # all-zero rows stay zero
+        glossary, seen = self._glossary(), self.train_set.term_ids()
+        split = {name: self._embed(part) for name, part in (("valid", self.valid_set), ("test", self.test_set))}
+
+        def scored(name: str, w: float) -> dict:
+            return evaluate(*split[name], glossary + w * enrol, seen, self.cfg.train.no_term_threshold,
+                            self.cfg.train.eval_batch_size)
+
+        by_weight = {w: scored("valid", w)["recall@10"] for w in ENROL_WEIGHTS}
+        weight = max(by_weight, key=by_weight.get)
+        test = scored("test", weight)
+        return {"weight": weight, "chosen_on": "valid", "valid_recall@10_by_weight": by_weight,
+                "enrolled_terms": int((enrol.abs().sum(1) > 0).sum()),
+                **{k: v for k, v in test.items() if "recall" in k or k.endswith("chunks")}}
 
     def _epoch_line(self, trained: dict, metrics: dict, seconds: float) -> dict:
         return {"epoch": self.epoch, "step": self.step, **trained, "lr": self.optimizer.param_groups[0]["lr"],
@@ -294,6 +332,8 @@ class Trainer:
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
+        if self.enrol_set is not None:
+            metrics["enrolled"] = self.enrolled()
         tmp = self.out / ".test.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=1) + "\n")
         os.replace(tmp, self.out / "test.json")
