@@ -25,7 +25,8 @@ FAKE_VLLM_EXIT_AT_STEP (the core process exits at that step: a crashed engine co
 FAKE_VLLM_ADD_S (seconds per add_request: vLLM's input processing, the audio features),
 FAKE_VLLM_FAULT_ONCE (a file path: the stall or exit happens in the first engine only, which creates
 the file), FAKE_VLLM_START_ERROR (start_engine raises with that message), FAKE_VLLM_START_S
-(start_engine takes that long, as a big model's does).
+(start_engine takes that long, as a big model's does; with FAKE_VLLM_SLOW_START_ONCE, a file path, only
+the first engine does, which creates the file).
 """
 
 from __future__ import annotations
@@ -188,7 +189,11 @@ class FakeLLMEngine:
 
 
 def start_engine(args: dict) -> FakeLLMEngine:
-    time.sleep(float(os.environ.get("FAKE_VLLM_START_S", "0")))
+    once = os.environ.get("FAKE_VLLM_SLOW_START_ONCE")
+    if not once or not os.path.exists(once):
+        if once:
+            open(once, "w").close()
+        time.sleep(float(os.environ.get("FAKE_VLLM_START_S", "0")))
     if os.environ.get("FAKE_VLLM_START_ERROR"):
         raise RuntimeError(os.environ["FAKE_VLLM_START_ERROR"])
     return FakeLLMEngine(args)

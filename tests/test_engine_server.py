@@ -156,6 +156,7 @@ def test_an_engine_server_killed_mid_run_is_restarted_and_nothing_is_lost(tmp_pa
     until its time ran out). They must see the server's process gone instead."""
     monkeypatch.setenv("FAKE_VLLM_STEP_S", "0.05")  # a 20 s segment takes about a second
     monkeypatch.setenv("FAKE_VLLM_START_S", "15")  # the core is forked after the clients connected
+    monkeypatch.setenv("FAKE_VLLM_SLOW_START_ONCE", str(tmp_path / "slow-started"))  # the restarted one: at once
     index = write_index(tmp_path / "i.jsonl", _talks(long_forms, 3))
     out = tmp_path / "o"
     job = _cli(f"--input_index={index}", f"--output={out}", f"--config={_config(tmp_path)}", wait=False)
