@@ -118,6 +118,45 @@ cluster_jars() {  # the parts of `benchmarks/stage_cluster.sh $1`, checked and u
   mkdir -p /tmp/clusters && tar xf "/tmp/stage-$1/$1.tar" -C /tmp/clusters && rm "/tmp/stage-$1/$1.tar"
 }
 flink_jars() { cluster_jars flink; }
+cluster_machine() {  # $1 flink|spark, $2 files, $3 teacher config (eager: teacher.yaml in eager mode), $4 warm-up
+  # label, $5 raw label, $6 warm-up limit:
+  # install; the cluster's jars; dummy Qwen2-Audio-7B; the corpus while the cluster (16 slots) starts and two
+  # warm-up engines run (raw vLLM on 20 files, then a job on the cluster on them: its first job also pays its
+  # JVMs' class loading and JIT, 5 s more to the job's start on 2026-12-06, as a long-lived cluster's does
+  # not); then raw vLLM on the corpus's segments
+  local runner=$1 teacher=$3
+  recv_parts
+  bash /tmp/stage/install.sh || exit 1
+  cluster_jars "$runner"
+  [ "$teacher" = eager ] && { eager_config; teacher=/tmp/eager.yaml; }
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
+  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
+  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
+    > "$OUT/corpus-warm.log" 2>&1
+  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows "$2" --workers 12 \
+     > "$OUT/corpus.log" 2>&1) &
+  local corpus=$!
+  # the cluster outlives this call: its worker pool imports the code from a copy that stays put
+  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
+  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner "$runner" --slots 16 \
+     --teacher "$teacher" > "$OUT/cluster.log" 2>&1) &
+  local cluster=$!
+  timeout "$6" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a \
+    --teacher "$teacher" --raw-label "$4" > "$OUT/warmup1.log" 2>&1
+  echo "warm-up 1 rc=$? at $(( $(date +%s) - t0 )) s"
+  wait $cluster
+  echo "cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
+  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner "$runner" --slots 16 --teacher "$teacher" \
+    --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a --label "$runner-warmup" > "$OUT/$runner-warmup.log" 2>&1
+  echo "$runner warm-up rc=$? at $(( $(date +%s) - t0 )) s"; tail -c 1500 "$OUT/$runner-warmup.log"
+  keep "$runner-warmup"
+  keep_cluster "$runner-warmup" "$runner"
+  wait $corpus
+  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
+  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
+    --teacher "$teacher" --raw-label "$5" > "$OUT/raw.log" 2>&1
+  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+}
 keep_cluster() {  # the cluster's logs (the worker pool's forks, the TaskManager's restarts), its engine's
   local name=${2:-flink}
   tail -c 200000 /tmp/clusters/clusters/$name/log/worker_pool.out > "$OUT/$1-worker-pool.log" 2>/dev/null
@@ -131,62 +170,10 @@ recv)
   [ -f /tmp/lscpu.txt ] || { lscpu > /tmp/lscpu.txt; cat /tmp/lscpu.txt; grep . /sys/devices/system/cpu/cpu*/topology/thread_siblings_list | head -32; nvidia-smi --query-gpu=name --format=csv,noheader; }
   ;;
 FG)
-  recv_parts
-  bash /tmp/stage/install.sh || exit 1
-  flink_jars
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
-    > "$OUT/corpus-warm.log" 2>&1
-  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
-     > "$OUT/corpus.log" 2>&1) &
-  corpus=$!
-  # the cluster outlives this call: its worker pool imports the code from a copy that stays put
-  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
-  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner flink --slots 16 \
-     > "$OUT/cluster.log" 2>&1) &
-  cluster=$!
-  warm_q2a 300 warmup1
-  wait $cluster
-  # the machine's second engine, started by a Flink job on 20 files: the cluster's first job also pays
-  # its JVMs' class loading and JIT (5 s more to the job's start on 2026-12-06), as a long-lived cluster's does not
-  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner flink --slots 16 --index /tmp/corpus-warm/index.jsonl \
-    --model /tmp/q2a --label flink-warmup > "$OUT/flink-warmup.log" 2>&1
-  echo "flink warm-up rc=$? at $(( $(date +%s) - t0 )) s"
-  wait $corpus
-  echo "corpus and cluster done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log"); $(tail -1 "$OUT/cluster.log")"
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
-    > "$OUT/raw.log" 2>&1
-  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  cluster_machine flink 1650 launch/config/teacher.yaml warmup1 q2a 300
   ;;
 SG)
-  recv_parts
-  bash /tmp/stage/install.sh || exit 1
-  cluster_jars spark
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
-    > "$OUT/corpus-warm.log" 2>&1
-  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 1650 --workers 12 \
-     > "$OUT/corpus.log" 2>&1) &
-  corpus=$!
-  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
-  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner spark --slots 16 \
-     > "$OUT/cluster.log" 2>&1) &
-  cluster=$!
-  warm_q2a 300 warmup1
-  wait $cluster
-  echo "cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
-  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --index /tmp/corpus-warm/index.jsonl \
-    --model /tmp/q2a --label spark-warmup > "$OUT/spark-warmup.log" 2>&1
-  echo "spark warm-up rc=$? at $(( $(date +%s) - t0 )) s"; tail -c 1500 "$OUT/spark-warmup.log"
-  keep spark-warmup
-  keep_cluster spark-warmup spark
-  wait $corpus
-  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a --raw-label q2a \
-    > "$OUT/raw.log" 2>&1
-  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  cluster_machine spark 1650 launch/config/teacher.yaml warmup1 q2a 300
   ;;
 SD)  # Spark first: a session short of device time still gets its figure
   timeout 260 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --index /tmp/corpus/index.jsonl \
@@ -202,36 +189,7 @@ SD)  # Spark first: a session short of device time still gets its figure
   python3 benchmarks/gpu_e2e.py report
   ;;
 SQ)
-  recv_parts
-  bash /tmp/stage/install.sh || exit 1
-  cluster_jars spark
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-  python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
-  eager_config
-  python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus-warm --rows 20 --workers 4 \
-    > "$OUT/corpus-warm.log" 2>&1
-  (python3 benchmarks/corpus.py build --clips .cache/device/clips --out /tmp/corpus --rows 600 --workers 12 \
-     > "$OUT/corpus.log" 2>&1) &
-  corpus=$!
-  rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
-  (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner spark --slots 16 \
-     --teacher /tmp/eager.yaml > "$OUT/cluster.log" 2>&1) &
-  cluster=$!
-  timeout 200 python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a \
-    --teacher /tmp/eager.yaml --raw-label warmup-eager > "$OUT/warmup1.log" 2>&1
-  echo "warm-up 1 rc=$? at $(( $(date +%s) - t0 )) s"
-  wait $cluster
-  echo "cluster at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/cluster.log")"
-  timeout 150 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --teacher /tmp/eager.yaml \
-    --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a --label spark-warmup > "$OUT/spark-warmup.log" 2>&1
-  echo "spark warm-up rc=$? at $(( $(date +%s) - t0 )) s"; tail -c 1500 "$OUT/spark-warmup.log"
-  keep spark-warmup
-  keep_cluster spark-warmup spark
-  wait $corpus
-  echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
-  timeout "$(left)" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus/index.jsonl --model /tmp/q2a \
-    --teacher /tmp/eager.yaml --raw-label q2a-eager > "$OUT/raw.log" 2>&1
-  echo "raw rc=$? at $(( $(date +%s) - t0 )) s"; tail -1 "$OUT/raw.log"
+  cluster_machine spark 600 eager warmup-eager q2a-eager 200
   ;;
 SQ2)
   timeout 260 python3 benchmarks/gpu_e2e.py e2e --runner spark --slots 16 --teacher /tmp/eager.yaml \

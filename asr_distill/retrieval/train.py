@@ -237,17 +237,18 @@ class Trainer:
         return evaluate(audio, term_ids, self._glossary(), self.train_set.term_ids(), self.cfg.train.no_term_threshold,
                         self.cfg.train.eval_batch_size, operating)
 
-    def enrolled(self) -> dict:
+    def enrolled(self, test: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """The test with each term's synthetic audio as a second key: a chunk's score for a term is its
         text score plus w x its cosine to the term's enrolment audio (their mean, for several), w chosen
         by validation Recall@10 among ENROL_WEIGHTS; terms without enrolment audio keep the text score.
-        Recall only (the fused scores are on another scale than the no-term threshold)."""
+        Recall only (the fused scores are on another scale than the no-term threshold). `test`: the test
+        chunks' embeddings and term ids, as test() made them."""
         audio, term_ids = self._embed(self.enrol_set)
         enrol = torch.zeros(len(self.glossary), audio.shape[1], device=audio.device)
         enrol.index_add_(0, term_ids.clamp(min=0), audio * (term_ids >= 0)[:, None])
         enrol = F.normalize(enrol, dim=-1)  # all-zero rows stay zero
         glossary, seen = self._glossary(), self.train_set.term_ids()
-        split = {name: self._embed(part) for name, part in (("valid", self.valid_set), ("test", self.test_set))}
+        split = {"valid": self._embed(self.valid_set), "test": test}
 
         def scored(name: str, w: float) -> dict:
             return evaluate(*split[name], glossary + w * enrol, seen, self.cfg.train.no_term_threshold,
@@ -328,12 +329,14 @@ class Trainer:
         no-term rejection at the threshold that kept 95% of the validation term chunks, `_at_operating`)."""
         self.model.load_state_dict(best["model"], strict=False)
         t0 = time.time()
-        figures = self.evaluate(self.test_set, best["line"].get("threshold_keeping_95"))
+        test = self._embed(self.test_set)
+        figures = evaluate(*test, self._glossary(), self.train_set.term_ids(), self.cfg.train.no_term_threshold,
+                           self.cfg.train.eval_batch_size, best["line"].get("threshold_keeping_95"))
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
         if self.enrol_set is not None:
-            metrics["enrolled"] = self.enrolled()
+            metrics["enrolled"] = self.enrolled(test)
         tmp = self.out / ".test.json.tmp"
         tmp.write_text(json.dumps(metrics, indent=1) + "\n")
         os.replace(tmp, self.out / "test.json")
