@@ -104,9 +104,10 @@ def _loss_grads(rank: int, world: int, rendezvous: str, out: str) -> None:
                 torch.distributed.all_reduce(g)
                 g /= world
         results[against] = {"parts": loss.parts, "grads": grads}
-    if world > 1:
-        torch.distributed.destroy_process_group()
     torch.save(results, f"{out}.{rank}")
+    if world > 1:  # both done before either tears gloo down (a rank that left first aborted the other: SIGABRT)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def test_two_processes_give_the_loss_and_gradients_of_the_concatenated_batch(tmp_path):

@@ -377,7 +377,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     trainer.run()
-    if dist.is_initialized():
+    if dist.is_initialized():  # every rank done (rank 0 scores the test) before any tears the group down
+        dist.barrier()
         dist.destroy_process_group()
     return 0
 
