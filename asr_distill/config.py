@@ -51,8 +51,9 @@ class AudioConfig(_Section):
 
 class VadConfig(_Section):
     backend: Literal["silero", "silero-sequence", "silero-onnx", "silero-jit"] = Field(
-        "silero", description="Silero VAD runtime: 'silero' runs the network over blocks of frames (fastest); "
-        "'silero-sequence' the wheel's sequence ONNX model; 'silero-onnx'/'silero-jit' the stock per-frame loop.")
+        "silero-sequence", description="Silero VAD runtime: 'silero-sequence' the wheel's sequence ONNX model "
+        "over blocks of frames (no torch in the process); 'silero' the network over blocks of frames in torch "
+        "(2.4x as fast per core; the GPU configs); 'silero-onnx'/'silero-jit' the stock per-frame loop.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability threshold.")
     min_speech_ms: int = Field(250, ge=0, description="Drop speech shorter than this.")
     min_silence_ms: int = Field(300, ge=0, description="Silence needed to end a speech region.")

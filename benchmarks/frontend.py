@@ -2,8 +2,9 @@
 
 - naive: decode with PyAV's resampler frame by frame, then silero-vad's `get_speech_timestamps` (ONNX,
   one model call per 32 ms frame) — the front end before this work;
-- ours (core): `decode_to_mono16k` + `SileroVad` (default backend) + `plan_segments`;
-- ours (pipeline): `python -m beam_pipeline --stop_after=segment`, Beam start-up included.
+- ours (core): `decode_to_mono16k` + `SileroVad` + `plan_segments`, for each VAD backend of `--vad`
+  (default: `silero-sequence`, ONNX, and `silero`, torch);
+- ours (pipeline): `python -m beam_pipeline --stop_after=segment`, Beam start-up included, per backend.
 
 Every measurement runs in its own process pinned to one core (`taskset -c 0`) and reports audio
 seconds per CPU second (user + sys) and peak RSS. Also: a 2-hour file through the pipeline (peak RSS),
@@ -82,17 +83,16 @@ def make_media(out: Path, minutes: float) -> list[Path]:
 
 
 def _worker(mode: str, files: list[str]) -> dict:
-    """Runs in the pinned child: the front end over the files, CPU time measured here."""
-    import torch
-
-    from asr_distill.config import Config
+    """Runs in the pinned child: the front end over the files, CPU time measured here (mode: naive, or
+    ours:BACKEND)."""
+    from asr_distill.config import Config, VadConfig
     from asr_distill.media import decode_to_mono16k
     from asr_distill.segmenting import plan_segments
     from asr_distill.vad import SileroVad
 
-    torch.set_num_threads(1)
     cfg = Config()
-    vad = SileroVad(cfg.vad) if mode == "ours" else None
+    mode, _, backend = mode.partition(":")
+    vad = SileroVad(VadConfig(backend=backend)) if mode == "ours" else None
     audio_s = regions = 0
     per_format = {}
     t0 = time.process_time()
@@ -133,15 +133,17 @@ def core(mode: str, files: list[Path]) -> dict:
     return out
 
 
-def pipeline(files: list[Path], copies: int, work: Path) -> dict:
+def pipeline(files: list[Path], copies: int, work: Path, vad: str = "silero-sequence") -> dict:
     index = work / f"index-{copies}.jsonl"
     index.write_text("".join(json.dumps({"key": f"{p.stem}-{c}", "uri": str(p)}) + "\n"
                              for c in range(copies) for p in files))
+    config = work / f"vad-{vad}.yaml"
+    config.write_text(f"vad: {{backend: {vad}}}\n")
     out = work / f"out-{copies}"
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.monotonic()
     _proc, cpu, rss = _pinned([sys.executable, "-m", "beam_pipeline", f"--input_index={index}", f"--output={out}",
-                               "--stop_after=segment"])
+                               f"--config={config}", "--stop_after=segment"])
     wall = time.monotonic() - t0
     record = json.loads((out / "run.json").read_text())
     audio = record["audio_s"]
@@ -189,6 +191,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=4, help="index rows per file in the pipeline run")
     ap.add_argument("--two_hours", action="store_true", help="also a 2-hour mp3 through the pipeline")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--vad", default="silero-sequence,silero", help="VAD backends to measure, comma-separated")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args, rest = ap.parse_known_args()
     if args.worker:
@@ -202,14 +205,15 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"),
             "media": [f"{p.suffix[1:]}" for p in files],
             "naive_core": core("naive", files),
-            "ours_core": core("ours", files),
-            "ours_pipeline": pipeline(files, args.copies, work),
-            "regions": agreement(files),
         }
-        results["speedup_core"] = round(results["ours_core"]["x_realtime_per_core"]
-                                        / results["naive_core"]["x_realtime_per_core"], 2)
-        results["speedup_pipeline_vs_naive_core"] = round(results["ours_pipeline"]["x_realtime_per_core"]
-                                                          / results["naive_core"]["x_realtime_per_core"], 2)
+        naive = results["naive_core"]["x_realtime_per_core"]
+        for vad in args.vad.split(","):
+            results[f"ours_core[{vad}]"] = core(f"ours:{vad}", files)
+            results[f"ours_pipeline[{vad}]"] = pipeline(files, args.copies, work, vad)
+            results[f"speedup_core[{vad}]"] = round(results[f"ours_core[{vad}]"]["x_realtime_per_core"] / naive, 2)
+            results[f"speedup_pipeline_vs_naive_core[{vad}]"] = round(
+                results[f"ours_pipeline[{vad}]"]["x_realtime_per_core"] / naive, 2)
+        results["regions"] = agreement(files)
         if args.two_hours:
             results["two_hour_mp3_pipeline"] = two_hours(work)
     print(json.dumps(results, indent=2))

@@ -8,7 +8,7 @@ def test_defaults_need_no_file():
     assert cfg.segmenting.max_segment_s == 30
     assert cfg.inference.backend == "faster-whisper"
     assert cfg.inference.model is None  # the embedded Whisper base
-    assert cfg.vad.backend == "silero"
+    assert cfg.vad.backend == "silero-sequence"  # no torch in a CPU job (the GPU configs say silero)
 
 
 def test_yaml_overrides_and_digest(tmp_path):

@@ -1,10 +1,13 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from asr_distill.config import VadConfig
 from asr_distill.media import decode_to_mono16k
-from asr_distill.silero_blocks import SileroBlocks
-from asr_distill.vad import SileroVad
+from asr_distill.silero_blocks import SileroBlocks, SileroSequence
+from asr_distill.vad import SileroVad, speech_spans
 from benchmarks.frontend import naive_decode, naive_regions
 
 BACKENDS = ["silero", "silero-sequence", "silero-onnx", "silero-jit"]
@@ -43,10 +46,47 @@ def test_block_probabilities_are_the_stock_models(long_forms):
     padded = np.zeros(-(-len(wave) // 512) * 512, np.float32)
     padded[: len(wave)] = wave
     want = np.array([stock(torch.from_numpy(padded[i:i + 512]), 16000).item() for i in range(0, len(padded), 512)])
-    for block in (7, 256, 4096):  # state carried across blocks of any size
-        got = SileroBlocks(block_frames=block).speech_probs(wave)
-        assert got.shape == want.shape
-        np.testing.assert_allclose(got, want, atol=1e-4)
+    for runner in (SileroBlocks, SileroSequence):
+        for block in (7, 256, 4096):  # state carried across blocks of any size
+            got = runner(block_frames=block).speech_probs(wave)
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_speech_spans_are_the_packages_rule():
+    """Our probabilities-to-regions rule against silero-vad's own, on probability tracks of every kind
+    (smooth, jumpy, flickering around the thresholds) and settings: the same sample spans."""
+    from silero_vad import get_speech_timestamps_from_probs
+
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        frames = int(rng.integers(0, 300))
+        probs = np.clip(np.cumsum(rng.normal(0, rng.choice([0.05, 0.2, 0.5]), frames)) * 0.3 + rng.uniform(0, 1),
+                        0, 1).astype(np.float32)
+        cfg = VadConfig(threshold=float(rng.choice([0.3, 0.5, 0.7])), min_speech_ms=int(rng.choice([0, 100, 250])),
+                        min_silence_ms=int(rng.choice([0, 100, 300, 2000])),
+                        speech_pad_ms=int(rng.choice([0, 30, 200, 400])))
+        samples = max(0, frames * 512 - int(rng.integers(0, 512)))
+        want = get_speech_timestamps_from_probs(
+            probs.tolist(), threshold=cfg.threshold, min_speech_duration_ms=cfg.min_speech_ms,
+            min_silence_duration_ms=cfg.min_silence_ms, speech_pad_ms=cfg.speech_pad_ms,
+            audio_length_samples=samples)
+        assert speech_spans(probs, samples, cfg) == [(s["start"], s["end"]) for s in want], cfg
+
+
+def test_the_default_vad_never_imports_torch(long_forms):
+    """A CPU job's processes skip torch's import: the default backend's regions, in a fresh process,
+    without torch, equal the torch backend's."""
+    path = str(long_forms["talk_mp3"].path)
+    script = ("import sys; from asr_distill.config import VadConfig; from asr_distill.media import decode_to_mono16k; "
+              "from asr_distill.vad import SileroVad; "
+              f"r = SileroVad(VadConfig()).speech_regions(decode_to_mono16k({path!r})); "
+              "print('torch' in sys.modules, [(x.start_s, x.end_s) for x in r])")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    torch_imported, regions = out.split(" ", 1)
+    assert torch_imported == "False"
+    want = SileroVad(VadConfig(backend="silero")).speech_regions(decode_to_mono16k(path))
+    assert regions.strip() == str([(x.start_s, x.end_s) for x in want])
 
 
 def test_front_end_regions_match_the_naive_reference(long_forms):
