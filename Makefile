@@ -27,7 +27,7 @@ demo: setup
 
 # The whole suite, on TEST_WORKERS processes (pytest-xdist); the Flink/Spark tests share one of them
 # and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Two on two
-# cores (447-521 s on fresh clones, 2026-12-06, benchmarks/RESULTS.md); three were slower (565 s against 478).
+# cores (387 s on a fresh clone, 2026-12-06, benchmarks/RESULTS.md); three were slower (565 s against 478).
 TEST_WORKERS ?= 2
 test: setup
 	@# the system packages and the clusters' downloads (Maven, PyPI) side by side, before any test; a
