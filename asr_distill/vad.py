@@ -30,41 +30,43 @@ class SileroVad:
     """Silero VAD from the silero-vad wheel (weights ship inside it; nothing is downloaded)."""
 
     def __init__(self, cfg: VadConfig):
-        self._cfg = cfg
-        self._model = None
         if cfg.backend == "silero-sequence":
             from asr_distill.silero_blocks import SileroSequence
 
-            self._probs = SileroSequence().speech_probs
+            probs = SileroSequence().speech_probs
         elif cfg.backend == "silero":
             import torch
 
             from asr_distill.silero_blocks import SileroBlocks
 
             torch.set_num_threads(cfg.num_threads)
-            self._probs = SileroBlocks().speech_probs
+            probs = SileroBlocks().speech_probs
         else:
-            import silero_vad
-            import torch
-
-            torch.set_num_threads(cfg.num_threads)
-            self._model = silero_vad.load_silero_vad(onnx=cfg.backend == "silero-onnx")
+            self._spans = _stock_spans(cfg)
+            return
+        self._spans = lambda wave: speech_spans(probs(wave), len(wave), cfg)
 
     def speech_regions(self, wave: np.ndarray) -> list[Region]:
-        wave = np.ascontiguousarray(wave, dtype=np.float32)
-        cfg = self._cfg
-        if self._model is None:
-            spans = speech_spans(self._probs(wave), len(wave), cfg)
-        else:
-            import silero_vad
-            import torch
-
-            stamps = silero_vad.get_speech_timestamps(
-                torch.from_numpy(wave), self._model, threshold=cfg.threshold, sampling_rate=SAMPLE_RATE,
-                min_speech_duration_ms=cfg.min_speech_ms, min_silence_duration_ms=cfg.min_silence_ms,
-                speech_pad_ms=cfg.speech_pad_ms)
-            spans = [(s["start"], s["end"]) for s in stamps]
+        spans = self._spans(np.ascontiguousarray(wave, dtype=np.float32))
         return [Region(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in spans]
+
+
+def _stock_spans(cfg: VadConfig):
+    """The package's own get_speech_timestamps, one model call per frame (the reference)."""
+    import silero_vad
+    import torch
+
+    torch.set_num_threads(cfg.num_threads)
+    model = silero_vad.load_silero_vad(onnx=cfg.backend == "silero-onnx")
+
+    def spans(wave: np.ndarray) -> list[tuple[int, int]]:
+        stamps = silero_vad.get_speech_timestamps(
+            torch.from_numpy(wave), model, threshold=cfg.threshold, sampling_rate=SAMPLE_RATE,
+            min_speech_duration_ms=cfg.min_speech_ms, min_silence_duration_ms=cfg.min_silence_ms,
+            speech_pad_ms=cfg.speech_pad_ms)
+        return [(s["start"], s["end"]) for s in stamps]
+
+    return spans
 
 
 def speech_spans(probs: np.ndarray, n_samples: int, cfg: VadConfig) -> list[tuple[int, int]]:

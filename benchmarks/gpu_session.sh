@@ -67,10 +67,12 @@ keep() {  # the end of a run's log and its run.json
   tail -c 20000 "$BENCH_WORK"/$1/engines/*.log > "$OUT/$1-engine.log" 2>/dev/null
 }
 pkill -f asr_distill.asr.engine_server 2>/dev/null
-seqs512() {  # config $1 with max_num_seqs 512, written to $2
+vllm_set() {  # config $1 with inference.vllm.$2 = $3 (a YAML value), written to $4
   python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
-c['inference']['vllm']['max_num_seqs'] = 512; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" "$1" "$2"
+c['inference']['vllm'][sys.argv[2]] = yaml.safe_load(sys.argv[3]); open(sys.argv[4], 'w').write(yaml.safe_dump(c))" \
+    "$1" "$2" "$3" "$4"
 }
+seqs512() { vllm_set "$1" max_num_seqs 512 "$2"; }
 warm_q2a() {  # an engine on 20 files, as raw vLLM (an index's relative uris are read beside it)
   timeout "$1" python3 benchmarks/gpu_e2e.py raw --index /tmp/corpus-warm/index.jsonl --model /tmp/q2a --raw-label "$2" \
     > "$OUT/$2.log" 2>&1
@@ -91,9 +93,7 @@ fresh_machine() {  # install; dummy Qwen2-Audio-7B; a corpus of $1 files while t
   echo "corpus done at $(( $(date +%s) - t0 )) s: $(tail -1 "$OUT/corpus.log")"
 }
 eager_config() {  # /tmp/eager.yaml: the teacher in eager mode (no torch.compile or CUDA graphs: a quick start)
-  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
-c['inference']['vllm']['enforce_eager'] = True; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
-    launch/config/teacher.yaml /tmp/eager.yaml
+  vllm_set launch/config/teacher.yaml enforce_eager true /tmp/eager.yaml
 }
 q3o_e2e() {  # the machine's first Qwen3-Omni engine compiles and JIT-builds for ~4 min (2026-12-02):
   # pay that on 20 files, so the measured sides both start on warm caches; then the README command
@@ -117,7 +117,6 @@ cluster_jars() {  # the parts of `benchmarks/stage_cluster.sh $1`, checked and u
   (cd "/tmp/stage-$1" && cat "$1".[0-9]* > "$1.tar" && echo "$(cat "$1.sha")  $1.tar" | sha256sum -c -) || exit 1
   mkdir -p /tmp/clusters && tar xf "/tmp/stage-$1/$1.tar" -C /tmp/clusters && rm "/tmp/stage-$1/$1.tar"
 }
-flink_jars() { cluster_jars flink; }
 cluster_machine() {  # $1 flink|spark, $2 files, $3 teacher config (eager: teacher.yaml in eager mode), $4 warm-up
   # label, $5 raw label, $6 warm-up limit:
   # install; the cluster's jars; dummy Qwen2-Audio-7B; the corpus while the cluster (16 slots) starts and two
@@ -206,9 +205,7 @@ SQ2)
   cp "$BENCH_WORK"/*.jsonl "$OUT/" 2>/dev/null
   ;;
 SE)
-  python3 -c "import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); \
-c['inference']['vllm']['engine_start_cpus'] = 0; open(sys.argv[2], 'w').write(yaml.safe_dump(c))" \
-    launch/config/teacher.yaml /tmp/start0.yaml
+  vllm_set launch/config/teacher.yaml engine_start_cpus 0 /tmp/start0.yaml
   timeout 240 python3 benchmarks/gpu_e2e.py e2e --teacher /tmp/start0.yaml --index /tmp/corpus/index.jsonl \
     --model /tmp/q2a --label start-cpus-0 --raw-label q2a
   keep start-cpus-0
@@ -224,7 +221,7 @@ FQ)  # the card's command on a fresh machine for a short session: install, 300 f
   # machine's first engine compiles for minutes); not a ratio, a check of the whole on a GPU
   recv_parts
   bash /tmp/stage/install.sh || exit 1
-  flink_jars
+  cluster_jars flink
   python3 .cache/device/make_dummy_qwen2audio.py /tmp/q2a
   rm -rf /tmp/code && mkdir -p /tmp/code && cp -r asr_distill beam_pipeline transforms launch benchmarks tests setup.py /tmp/code/
   (cd /tmp/code && PYTHONPATH=/tmp/site:/tmp/code python3 benchmarks/gpu_e2e.py cluster --runner flink --slots 16 \

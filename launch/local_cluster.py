@@ -419,9 +419,9 @@ def bundle(name: str, out: Path) -> None:
         home = spark_home()
         jars = [*sorted((home / "bin").iterdir()), *sorted((home / "jars").iterdir())]
     members = [jar, *(j for j in jars if not j.name.startswith(skip))]
-    kept = {m.name: m for m in members if m.parent == home / "jars"}
     links = []
     if name == "spark":
+        kept = {m.name: m for m in members if m.parent == home / "jars"}
         for j in sorted((jar.parent / "lib").iterdir()):
             same = kept.get(j.name)
             if same is not None and same.read_bytes() == j.read_bytes():

@@ -233,9 +233,14 @@ class Trainer:
         """Recall and rejection of `chunk_set` (the validation chunks unless given) against the glossary;
         rejection at `operating` too, when given (evaluate.evaluate)."""
         chunk_set = self.valid_set if chunk_set is None else chunk_set  # (an empty set is falsy)
-        audio, term_ids = self._embed(chunk_set)
-        return evaluate(audio, term_ids, self._glossary(), self.train_set.term_ids(), self.cfg.train.no_term_threshold,
-                        self.cfg.train.eval_batch_size, operating)
+        return self._scores(self._embed(chunk_set), operating)
+
+    def _scores(self, embedded: tuple[torch.Tensor, torch.Tensor], operating: Optional[float] = None,
+                glossary: Optional[torch.Tensor] = None) -> dict:
+        """evaluate.evaluate on chunks already embedded (_embed), against the glossary's embeddings
+        unless others are given."""
+        return evaluate(*embedded, self._glossary() if glossary is None else glossary, self.train_set.term_ids(),
+                        self.cfg.train.no_term_threshold, self.cfg.train.eval_batch_size, operating)
 
     def enrolled(self, test: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """The test with each term's synthetic audio as a second key: a chunk's score for a term is its
@@ -247,16 +252,10 @@ class Trainer:
         enrol = torch.zeros(len(self.glossary), audio.shape[1], device=audio.device)
         enrol.index_add_(0, term_ids.clamp(min=0), audio * (term_ids >= 0)[:, None])
         enrol = F.normalize(enrol, dim=-1)  # all-zero rows stay zero
-        glossary, seen = self._glossary(), self.train_set.term_ids()
-        split = {"valid": self._embed(self.valid_set), "test": test}
-
-        def scored(name: str, w: float) -> dict:
-            return evaluate(*split[name], glossary + w * enrol, seen, self.cfg.train.no_term_threshold,
-                            self.cfg.train.eval_batch_size)
-
-        by_weight = {w: scored("valid", w)["recall@10"] for w in ENROL_WEIGHTS}
+        glossary, valid = self._glossary(), self._embed(self.valid_set)
+        by_weight = {w: self._scores(valid, glossary=glossary + w * enrol)["recall@10"] for w in ENROL_WEIGHTS}
         weight = max(by_weight, key=by_weight.get)
-        test = scored("test", weight)
+        test = self._scores(test, glossary=glossary + weight * enrol)
         return {"weight": weight, "chosen_on": "valid", "valid_recall@10_by_weight": by_weight,
                 "enrolled_terms": int((enrol.abs().sum(1) > 0).sum()),
                 **{k: v for k, v in test.items() if "recall" in k or k.endswith("chunks")}}
@@ -330,8 +329,7 @@ class Trainer:
         self.model.load_state_dict(best["model"], strict=False)
         t0 = time.time()
         test = self._embed(self.test_set)
-        figures = evaluate(*test, self._glossary(), self.train_set.term_ids(), self.cfg.train.no_term_threshold,
-                           self.cfg.train.eval_batch_size, best["line"].get("threshold_keeping_95"))
+        figures = self._scores(test, best["line"].get("threshold_keeping_95"))
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
