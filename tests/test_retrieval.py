@@ -594,3 +594,53 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     assert {p.name for p in out.glob("*.pt")} == {"last.pt", "best.pt", "final.pt", "epoch-2.pt"}
     assert torch.load(out / "final.pt", weights_only=False)["epoch"] == best["epoch"]
     assert (out / "final.pt").stat().st_size < 20e6  # whisper base's encoder alone is 80 MB
+
+
+def test_find_says_which_glossary_terms_are_spoken_where(term_corpus, tmp_path, capsys):
+    """python -m asr_distill.retrieval.find: a trained checkpoint, a glossary and audio in; each glossary
+    term spoken, at its own time, out. The glossary's embeddings are cached beside the checkpoint (a
+    second run reads them and says the same); a file that cannot be decoded is named with its stage."""
+    import speechgen
+    import yaml
+    from asr_distill.retrieval.find import main as find
+
+    root, whisper = term_corpus
+    run = tmp_path / "run"
+    config = tmp_path / "retriever.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"audio_model": str(whisper), "dim": 256},
+        "data": {"train_chunks": str(root / "train.jsonl"), "valid_chunks": str(root / "valid.jsonl"),
+                 "test_chunks": str(root / "test.jsonl"), "glossary": str(root / "glossary.json"),
+                 "batch_size": 16, "num_workers": 0},
+        "train": {"output_dir": str(run), "epochs": 3, "lr": 1e-3, "patience": 3}}))
+    rc, stderr = _train_cli(config)
+    assert rc == 0, stderr[-3000:]
+    # two glossary terms in a training voice, 3 s of silence between them
+    voice, speed = TRAIN_VOICES[0]
+    gap = np.zeros(16000 * 3 // 2, np.int16)
+    said = {t: speechgen.trim_silence(speechgen.speak_16k(t, voice, speed)) for t in ("cathedral", "saxophone")}
+    pcm = np.concatenate([gap, said["cathedral"], gap, gap, said["saxophone"], gap])
+    speechgen.write_wav(tmp_path / "talk.wav", pcm, 16000)
+    start = {"cathedral": 1.5, "saxophone": 4.5 + len(said["cathedral"]) / 16000}
+    end = {t: start[t] + len(said[t]) / 16000 for t in said}
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    index = tmp_path / "index.jsonl"
+    index.write_text('{"key": "talk", "uri": "talk.wav"}\n{"key": "broken", "uri": "broken.wav"}\n')
+    args = [str(index), f"--checkpoint={run / 'final.pt'}", f"--glossary={root / 'glossary.json'}",
+            "--window-s=1.2", "--hop-s=0.3"]
+    assert find([*args, f"--out={tmp_path / 'hits.jsonl'}"]) == 1  # the broken file: the others are done
+    err = capsys.readouterr().err
+    assert '"key": "broken"' in err and '"stage": "decode"' in err
+    hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    print(hits)
+    assert {h["key"] for h in hits} == {"talk"} and all(h["uri"].endswith("talk.wav") for h in hits)
+    for term in said:
+        spans = [h for h in hits if h["term"] == term]
+        assert spans, term  # found ...
+        best = max(spans, key=lambda h: h["score"])
+        assert best["start_s"] <= start[term] + 0.3 and end[term] - 0.3 <= best["end_s"], (term, best)  # ... there
+        assert best["end_s"] - best["start_s"] < 3.0  # not the whole file
+    [cache] = run.glob("final.pt.glossary-*.pt")
+    assert find([*args, f"--out={tmp_path / 'again.jsonl'}"]) == 1
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "hits.jsonl").read_text()
+    assert list(run.glob("final.pt.glossary-*.pt")) == [cache]

@@ -368,13 +368,22 @@ def add_lora(tower: AudioTower, r: int, alpha: int, dropout: float, targets: Seq
         p.requires_grad_("lora_" in name)
 
 
-def build(cfg, device: Optional[torch.device] = None) -> tuple[Retriever, TextTower]:
-    """The retriever and the text tower of a RetrieverConfig's model section."""
+def build(cfg, device: Optional[torch.device] = None, text_tower: bool = True) -> tuple[Retriever, Optional[TextTower]]:
+    """The retriever and the text tower of a RetrieverConfig's model section (without `text_tower`, the
+    tower is not loaded, only its width read: for term embeddings that were computed before)."""
     tower = AudioTower(load_audio_encoder(cfg.audio_model), cfg.batching)
     add_lora(tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    text = TextTower(cfg.text_model or default_text_model())
-    model = Retriever(tower, text.width, cfg.dim, cfg.temperature)
+    path = cfg.text_model or default_text_model()
+    if text_tower:
+        text = TextTower(path)
+        width = text.width
+    else:
+        from transformers import AutoConfig
+
+        text, width = None, AutoConfig.from_pretrained(path).hidden_size
+    model = Retriever(tower, width, cfg.dim, cfg.temperature)
     if device is not None:
         model.to(device)
-        text.to(device)
+        if text is not None:
+            text.to(device)
     return model, text

@@ -1,0 +1,194 @@
+"""The trained term retriever as a tool: which glossary terms are spoken where in some audio (issue 43).
+
+  python -m asr_distill.retrieval.find --checkpoint RUN/final.pt --glossary GLOSSARY.json \
+      [--out hits.jsonl] [--threshold T] [--top-k 5] [--window-s 2] [--hop-s 0.5] AUDIO_OR_INDEX.jsonl ...
+
+Each file is decoded to 16 kHz mono and cut into overlapping windows (`--window-s`, every `--hop-s`;
+the retriever was trained on chunks of about a term and its neighbours). Every window's audio
+embedding is scored against every glossary term's; a term among a window's `--top-k` best that scores
+at least the threshold is a hit, and a term's hits in overlapping or touching windows are one span
+(its best score). The threshold defaults to the one the training run chose on validation (`test.json`'s
+`operating_threshold` beside the checkpoint), else the config's `train.no_term_threshold`.
+
+The glossary's term embeddings are computed once per checkpoint and glossary and cached beside the
+checkpoint (`CHECKPOINT.glossary-DIGEST.pt`): a second run loads neither the text tower nor the
+terms' encoders. `TermFinder` is what a pipeline step calls, per segment, on a worker.
+
+Output: one JSON line per hit, `{"key", "uri", "term", "start_s", "end_s", "score"}`, in time order per
+file. A file that cannot be read is reported on stderr with its stage and the run exits 1 after the
+others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from asr_distill.glossary import Glossary, GlossaryError
+from asr_distill.retrieval import data as rdata
+from asr_distill.retrieval.config import RetrieverConfig
+from asr_distill.retrieval.evaluate import glossary_embeddings, top_terms
+from asr_distill.retrieval.model import build
+
+log = logging.getLogger("asr_distill.retrieval")
+
+
+@dataclass(frozen=True)
+class Hit:
+    term: str
+    start_s: float
+    end_s: float
+    score: float
+
+
+class TermFinder:
+    """A checkpoint's audio tower and a glossary's term embeddings, ready to score audio."""
+
+    def __init__(self, checkpoint: str | Path, glossary: str | Path, device: str = "cpu",
+                 threshold: Optional[float] = None, top_k: int = 5, window_s: float = 2.0, hop_s: float = 0.5,
+                 batch_size: int = 32):
+        if not 0 < hop_s <= window_s:
+            raise ValueError(f"hop_s {hop_s} must be in (0, window_s {window_s}]")
+        self.checkpoint, self.device = Path(checkpoint), torch.device(device)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        self.cfg = RetrieverConfig.model_validate(state["config"])
+        self.glossary = Glossary.load(glossary)
+        self.model, _ = build(self.cfg.model, self.device, text_tower=False)
+        self.terms = self._term_embeddings(Path(glossary), state["model"])
+        self.model.load_state_dict(state["model"], strict=False)
+        self.model.eval()
+        self.threshold = self._threshold() if threshold is None else threshold
+        self.top_k, self.window_s, self.hop_s, self.batch_size = top_k, window_s, hop_s, batch_size
+        self._mel = rdata.LogMel(self.model.audio.n_mels)
+
+    def _term_embeddings(self, glossary_path: Path, trained: dict) -> torch.Tensor:
+        """Every glossary term's embedding, from the cache beside the checkpoint when it has them."""
+        digest = hashlib.sha256(self.checkpoint.read_bytes() + glossary_path.read_bytes()).hexdigest()[:16]
+        cache = self.checkpoint.with_name(f"{self.checkpoint.name}.glossary-{digest}.pt")
+        if cache.exists():
+            return torch.load(cache, map_location=self.device)
+        from asr_distill.retrieval.model import TextTower, default_text_model
+        from asr_distill.retrieval.train import readings
+
+        model_cfg = self.cfg.model
+        text = TextTower(model_cfg.text_model or default_text_model()).to(self.device)
+        self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), model_cfg.spelling_buckets,
+                                model_cfg.char_layers, model_cfg.char_width, readings(model_cfg, self.glossary))
+        self.model.load_state_dict(trained, strict=False)  # the terms' encoders' trained weights
+        terms = glossary_embeddings(self.model).float()
+        tmp = cache.with_suffix(".tmp")
+        torch.save(terms.cpu(), tmp)
+        tmp.replace(cache)
+        return terms
+
+    def _threshold(self) -> float:
+        chosen = self.checkpoint.parent / "test.json"
+        if chosen.exists():
+            value = json.loads(chosen.read_text()).get("operating_threshold")
+            if value is not None:
+                return float(value)
+        return self.cfg.train.no_term_threshold
+
+    def windows(self, n_samples: int) -> list[tuple[int, int]]:
+        """(start, end) samples of each window; the last ends at the audio's end; short audio is one."""
+        size, hop = int(self.window_s * rdata.SAMPLE_RATE), int(self.hop_s * rdata.SAMPLE_RATE)
+        if n_samples <= size:
+            return [(0, n_samples)]
+        starts = list(range(0, n_samples - size, hop)) + [n_samples - size]
+        return [(s, s + size) for s in starts]
+
+    @torch.no_grad()
+    def find(self, wave: np.ndarray) -> list[Hit]:
+        """The glossary terms spoken in 16 kHz mono `wave`, with their times (seconds from its start)."""
+        spans = [w for w in self.windows(len(wave)) if w[1] - w[0] >= 2 * rdata.HOP * 2]  # a few frames at least
+        if not spans:
+            return []
+        embedded = []
+        for i in range(0, len(spans), self.batch_size):
+            items = [(j, self._mel(wave[s:e])) for j, (s, e) in enumerate(spans[i:i + self.batch_size])]
+            batch = rdata.collate(items)
+            embedded.append(self.model.embed_audio(batch["mel"].to(self.device), batch["frames"].to(self.device)))
+        scores, indices = top_terms(torch.cat(embedded).float(), self.terms, self.top_k)
+        found: dict[int, list[list[float]]] = {}  # term -> its spans [start_s, end_s, score]
+        for (s, e), row_s, row_i in zip(spans, scores.tolist(), indices.tolist()):
+            for score, term in zip(row_s, row_i):
+                if score < self.threshold:
+                    continue
+                start, end = s / rdata.SAMPLE_RATE, e / rdata.SAMPLE_RATE
+                runs = found.setdefault(term, [])
+                if runs and start <= runs[-1][1]:  # overlaps or touches the term's last span
+                    runs[-1][1], runs[-1][2] = end, max(runs[-1][2], score)
+                else:
+                    runs.append([start, end, score])
+        hits = [Hit(self.glossary.terms[t], round(a, 3), round(b, 3), round(c, 4))
+                for t, runs in found.items() for a, b, c in runs]
+        return sorted(hits, key=lambda h: (h.start_s, -h.score))
+
+
+def _inputs(paths: list[str]) -> Iterator[tuple[str, str]]:
+    """(key, uri) of each media file named, or of each row of a JSONL index named."""
+    from asr_distill.index import default_key, parse_index_row, parse_json_line
+
+    for path in paths:
+        if path.endswith(".jsonl"):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        row = parse_index_row(parse_json_line(line), path)
+                        yield row.key, row.uri
+        else:
+            yield default_key(path), path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m asr_distill.retrieval.find", description=__doc__.split("\n\n")[0])
+    ap.add_argument("inputs", nargs="+", help="media files, or JSONL indexes of them (key, uri)")
+    ap.add_argument("--checkpoint", required=True, help="a trained retriever (final.pt of a training run)")
+    ap.add_argument("--glossary", required=True, help="glossary JSON: a list of terms or {terms, alt2main, ...}")
+    ap.add_argument("--out", help="JSONL of hits (default: stdout)")
+    ap.add_argument("--threshold", type=float, help="least score of a hit (default: the run's operating threshold)")
+    ap.add_argument("--top-k", type=int, default=5, help="terms considered per window")
+    ap.add_argument("--window-s", type=float, default=2.0)
+    ap.add_argument("--hop-s", type=float, default=0.5)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from asr_distill.media import DecodeError, decode_to_mono16k
+
+    try:
+        finder = TermFinder(args.checkpoint, args.glossary, args.device, args.threshold, args.top_k, args.window_s,
+                            args.hop_s)
+    except (OSError, GlossaryError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failed = 0
+    out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+    try:
+        for key, uri in _inputs(args.inputs):
+            try:
+                wave = decode_to_mono16k(uri)
+            except (DecodeError, OSError) as err:
+                failed += 1
+                print(json.dumps({"key": key, "uri": uri, "stage": "decode", "error_type": type(err).__name__,
+                                  "message": str(err)}), file=sys.stderr)
+                continue
+            for hit in finder.find(wave):
+                out.write(json.dumps({"key": key, "uri": uri, **hit.__dict__}) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
