@@ -524,7 +524,7 @@ def _train_cli(config, *args, wait=True):
     return out.returncode, out.stderr
 
 
-def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
+def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, capsys):
     import signal
     import time
     import yaml
@@ -594,27 +594,19 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path):
     assert {p.name for p in out.glob("*.pt")} == {"last.pt", "best.pt", "final.pt", "epoch-2.pt"}
     assert torch.load(out / "final.pt", weights_only=False)["epoch"] == best["epoch"]
     assert (out / "final.pt").stat().st_size < 20e6  # whisper base's encoder alone is 80 MB
+    # the trained retriever as a tool of its own (issue 43): which terms are said where in a file
+    _finds_terms_where_they_are_spoken(out, root / "glossary.json", tmp_path, capsys)
 
 
-def test_find_says_which_glossary_terms_are_spoken_where(term_corpus, tmp_path, capsys):
-    """python -m asr_distill.retrieval.find: a trained checkpoint, a glossary and audio in; each glossary
-    term spoken, at its own time, out. The glossary's embeddings are cached beside the checkpoint (a
-    second run reads them and says the same); a file that cannot be decoded is named with its stage."""
+
+def _finds_terms_where_they_are_spoken(run, glossary, tmp_path, capsys):
+    """python -m asr_distill.retrieval.find on a trained run: a checkpoint, a glossary and audio in; each
+    glossary term spoken, at its own time, out. The glossary's embeddings are cached beside the
+    checkpoint (a second run reads them and says the same); a file that cannot be decoded is named with
+    its stage."""
     import speechgen
-    import yaml
     from asr_distill.retrieval.find import main as find
 
-    root, whisper = term_corpus
-    run = tmp_path / "run"
-    config = tmp_path / "retriever.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"audio_model": str(whisper), "dim": 256},
-        "data": {"train_chunks": str(root / "train.jsonl"), "valid_chunks": str(root / "valid.jsonl"),
-                 "test_chunks": str(root / "test.jsonl"), "glossary": str(root / "glossary.json"),
-                 "batch_size": 16, "num_workers": 0},
-        "train": {"output_dir": str(run), "epochs": 3, "lr": 1e-3, "patience": 3}}))
-    rc, stderr = _train_cli(config)
-    assert rc == 0, stderr[-3000:]
     # two glossary terms in a training voice, 3 s of silence between them
     voice, speed = TRAIN_VOICES[0]
     gap = np.zeros(16000 * 3 // 2, np.int16)
@@ -626,7 +618,7 @@ def test_find_says_which_glossary_terms_are_spoken_where(term_corpus, tmp_path, 
     (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wave file")
     index = tmp_path / "index.jsonl"
     index.write_text('{"key": "talk", "uri": "talk.wav"}\n{"key": "broken", "uri": "broken.wav"}\n')
-    args = [str(index), f"--checkpoint={run / 'final.pt'}", f"--glossary={root / 'glossary.json'}",
+    args = [str(index), f"--checkpoint={run / 'final.pt'}", f"--glossary={glossary}",
             "--window-s=1.2", "--hop-s=0.3"]
     assert find([*args, f"--out={tmp_path / 'hits.jsonl'}"]) == 1  # the broken file: the others are done
     err = capsys.readouterr().err
