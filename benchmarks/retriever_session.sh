@@ -191,12 +191,14 @@ for name in ('shipped', 'shipped2'):
     # and with its spelling's n-grams; each chooses on valid.jsonl, test.json scored once.
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
     # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
-    # again on the same machine goes on from there (40 epochs of four runs on a 12 300-term glossary may
-    # take more than one call)
+    # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
+X, so RU_EPOCHS=16 RU_CONFIGS="phonemes
+    # text" fits one call
     install || exit 1
-    declare -A ru=([text]='{"train": {"epochs": 40}}' [chars]='{"train": {"epochs": 40}, "model": {"char_layers": 4}}'
-                   [phonemes]='{"train": {"epochs": 40}, "model": {"char_layers": 4, "char_input": "phonemes"}}'
-                   [ngrams]='{"train": {"epochs": 40}, "model": {"spelling_buckets": 16384}}')
+    epochs="{\"epochs\": ${RU_EPOCHS:-40}}"
+    declare -A ru=([text]="{\"train\": $epochs}" [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4}}"
+                   [phonemes]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}}"
+                   [ngrams]="{\"train\": $epochs, \"model\": {\"spelling_buckets\": 16384}}")
     specs=(); for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do specs+=("$name:${ru[$name]}"); done
     train_side_by_side "${specs[@]}"
     python3 -c "

@@ -27,6 +27,7 @@ import math
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from asr_distill.glossary import Glossary  # noqa: E402
 from asr_distill.retrieval import data as rdata  # noqa: E402
 from asr_distill.retrieval.config import LossConfig  # noqa: E402
-from asr_distill.retrieval.loss import retriever_loss  # noqa: E402
+from asr_distill.retrieval.loss import mined_terms, retriever_loss  # noqa: E402
 from asr_distill.retrieval.model import BATCHING, PACK_POSITIONS, AudioTower, Retriever, add_lora, pack_rows  # noqa: E402
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
@@ -46,9 +47,13 @@ QWEN2_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, 
                    num_mel_bins=128, max_source_positions=1500)
 
 
-def shard(folder: Path, n: int, seed: int = 0) -> Path:
-    """n chunks of 1-5 s (noise under a syllable-rate envelope: the content does not matter here)."""
+def shard(folder: Path, n: int, seed: int = 0, glossary: int = 1000) -> Path:
+    """n chunks of 1-5 s (noise under a syllable-rate envelope: the content does not matter here) of the
+    first 500 terms of a glossary of `glossary` made-up terms (one or two words of 3-12 letters)."""
     rng = np.random.default_rng(seed)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    terms = [f"term{i} " + " ".join("".join(rng.choice(letters, rng.integers(3, 13))) for _ in range(rng.integers(1, 3)))
+             for i in range(glossary)]
     rows, at = [], 0
     with open(folder / "speed.dat", "wb") as f:
         for i in range(n):
@@ -57,11 +62,12 @@ def shard(folder: Path, n: int, seed: int = 0) -> Path:
             wave = rng.normal(0, 0.1, samples) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
             data = (wave * 32767).clip(-32768, 32767).astype(np.int16).tobytes()
             f.write(data)
-            rows.append({"key": f"c{i}", "uri": f"speed.dat#offset={at}&length={len(data)}", "term": f"term{i % 500}",
-                         "text": f"about term{i % 500}"})
+            term = terms[i % min(500, glossary)]
+            rows.append({"key": f"c{i}", "uri": f"speed.dat#offset={at}&length={len(data)}", "term": term,
+                         "text": f"about {term}"})
             at += len(data)
     (folder / "speed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "glossary.json").write_text(json.dumps([f"term{i}" for i in range(1000)]))
+    (folder / "glossary.json").write_text(json.dumps(terms))
     return folder / "speed.jsonl"
 
 
@@ -91,7 +97,8 @@ def step_flops(cfg, way: str, frames: list[int]) -> tuple[float, float]:
     return 2 * lin + 3 * att + conv(len(frames) * 2 * longest), useful
 
 
-def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, workers: int) -> dict:
+def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, workers: int, terms: list[str],
+            char_layers: int = 0, gradient: str = "all") -> dict:
     from transformers import Qwen2AudioEncoder
 
     torch.manual_seed(0)
@@ -102,10 +109,10 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
     model = Retriever(tower, 384, 512).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=device.type == "cuda")
-    loss_cfg = LossConfig()
-    gloss = torch.randn(1000, 384, device=device)
-    model.set_glossary([f"term{i}" for i in range(1000)], gloss)
-    gloss_ids = torch.arange(1000, device=device)
+    loss_cfg = LossConfig(glossary_gradient=gradient)
+    gloss = torch.randn(len(terms), 384, device=device)
+    model.set_glossary(terms, gloss, char_layers=char_layers)
+    gloss_ids = torch.arange(len(terms), device=device)
     dataset = rdata.ChunkDataset(chunks.chunks, 5.0, tower.n_mels)
     batches = (b for epoch in range(1000) for b in rdata.loader(dataset, batch, workers, shuffle=True, seed=1 + epoch))
     cuda = device.type == "cuda"
@@ -130,9 +137,11 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
         sync(device)
         t1 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            audio, terms, texts, glossary = model(mel, frames, term_ids, gloss[term_ids], gloss_ids)
-            loss = retriever_loss(loss_cfg, audio, terms, term_ids, texts, term_ids, model.scale(), glossary,
-                                  term_ids[:, None])
+            mine = partial(mined_terms, loss_cfg, term_ids=term_ids, inside=term_ids[:, None]) \
+                if gradient == "chosen" else None
+            audio, embedded, texts, glossary, mined = model(mel, frames, term_ids, gloss[term_ids], gloss_ids, mine)
+            loss = retriever_loss(loss_cfg, audio, embedded, term_ids, texts, term_ids, model.scale(), glossary,
+                                  term_ids[:, None], mined)
         sync(device)
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -156,7 +165,8 @@ def measure(way: str, batch: int, steps: int, chunks, encoder_cfg, device, worke
             "mfu": round(flops / wall / peak, 3) if peak else None,
             "useful_mfu": round(useful / wall / peak, 3) if peak else None,
             "peak_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 1) if cuda else None, "loss": round(loss.total.item(), 3),
-            "gpu": name, "loader_workers": workers}
+            "gpu": name, "loader_workers": workers, "glossary": len(terms), "char_layers": char_layers,
+            "glossary_gradient": gradient}
 
 
 def same_embeddings(encoder_cfg, device, ways: list[str]) -> dict:
@@ -189,6 +199,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ways", default="pad30:32,padded:64,packed:128,varlen:128,varlen:256")
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--tiny", action="store_true", help="a 2-layer tower of width 64 on the CPU: checks the code")
+    ap.add_argument("--glossary", type=int, default=1000, help="made-up glossary terms (the chunks say 500 of them)")
+    ap.add_argument("--char-layers", type=int, default=0, help="a characters' encoder of this depth on the term side")
+    ap.add_argument("--glossary-gradient", default="all", help="loss.glossary_gradient, one or several: all,chosen")
     args = ap.parse_args(argv)
     from transformers import Qwen2AudioEncoderConfig
 
@@ -197,8 +210,9 @@ def main(argv=None) -> int:
         if args.tiny else QWEN2_AUDIO
     encoder_cfg = Qwen2AudioEncoderConfig(**dims)
     with tempfile.TemporaryDirectory() as tmp:
-        index = shard(Path(tmp), 256 if args.tiny else 4096)
-        chunks = rdata.ChunkSet(index, Glossary.load(str(Path(tmp) / "glossary.json")))
+        index = shard(Path(tmp), 256 if args.tiny else 4096, glossary=args.glossary)
+        glossary = Glossary.load(str(Path(tmp) / "glossary.json"))
+        chunks = rdata.ChunkSet(index, glossary)
         same = same_embeddings(encoder_cfg, device, [w.split(":")[0] for w in args.ways.split(",")])
         print(json.dumps(same), flush=True)
         with open(args.out, "a") as f:
@@ -206,13 +220,15 @@ def main(argv=None) -> int:
         lines = []
         for spec in args.ways.split(","):
             way, batch = spec.split(":")
-            line = measure(way, int(batch), args.steps, chunks, encoder_cfg, device, args.workers)
-            print(json.dumps(line), flush=True)
-            with open(args.out, "a") as f:  # line by line: a run cut short keeps what it measured
-                f.write(json.dumps(line) + "\n")
-            lines.append(line)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            for gradient in args.glossary_gradient.split(","):
+                line = measure(way, int(batch), args.steps, chunks, encoder_cfg, device, args.workers,
+                               list(glossary.terms), args.char_layers, gradient)
+                print(json.dumps(line), flush=True)
+                with open(args.out, "a") as f:  # line by line: a run cut short keeps what it measured
+                    f.write(json.dumps(line) + "\n")
+                lines.append(line)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
     best = {way: max((x for x in lines if x["batching"] == way), key=lambda x: x["chunks_per_s"], default=None)
             for way in BATCHING}
     short = max((best[w] for w in ("varlen", "packed") if best[w]), key=lambda x: x["chunks_per_s"], default=None)

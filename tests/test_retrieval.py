@@ -369,6 +369,55 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
 
 
 
+def test_a_step_embeds_with_gradient_only_the_glossary_terms_its_loss_scores():
+    """loss.glossary_gradient: chosen picks hard negatives and no-term chunks' nearest
+    terms from the glossary embedded without gradient, then embeds only those with it; without dropout
+    its loss and gradients are the whole glossary's (all), and it reads far fewer terms with gradient."""
+    from functools import partial
+
+    from asr_distill.retrieval.loss import mined_terms
+    from asr_distill.retrieval.model import Retriever
+
+    class _Features(Retriever):  # a chunk's "audio" is a feature vector through the audio head
+        def embed_audio(self, mel, frames):
+            return F.normalize(self.audio_head(mel), dim=-1)
+
+    terms = [f"term {chr(97 + i % 26)}{i}" for i in range(40)]
+    torch.manual_seed(0)
+    model = _Features(_NoAudio(), 8, 16)
+    model.set_glossary(terms, torch.randn(40, 8), char_layers=2, char_width=16)
+    torch.nn.init.normal_(model.characters.out.weight, std=0.5)  # trained a little: not zero
+    model.eval()  # no dropout: the two ways must agree exactly
+    term_ids = torch.tensor([3, 17, -1, 25, -1, 3])
+    inside = torch.tensor([[3, 9], [17, -1], [-1, -1], [25, -1], [-1, -1], [3, -1]])
+    text_base, mel = torch.randn(6, 8), torch.randn(6, 4)
+    cfg = LossConfig(hard_negatives=3, no_term_weight=0.5, no_term_margin=-1.0, no_term_against="glossary")
+    read = []
+    model.characters.register_forward_hook(lambda m, args, out: read.append((len(args[0]), torch.is_grad_enabled())))
+    results = {}
+    for way in ("all", "chosen"):
+        model.zero_grad()
+        read.clear()
+        mine = partial(mined_terms, cfg, term_ids=term_ids, inside=inside) if way == "chosen" else None
+        audio, terms_, texts, glossary, mined = model(mel, None, term_ids.clamp(min=0), text_base, torch.arange(40),
+                                                      mine)
+        loss = retriever_loss(cfg, audio, terms_, term_ids, texts, torch.arange(6), model.scale(), glossary, inside,
+                              mined)
+        loss.total.backward()
+        results[way] = (loss.parts, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+                        sum(n for n, grad in read if grad))
+    (parts_all, grads_all, rows_all), (parts_chosen, grads_chosen, rows_chosen) = results["all"], results["chosen"]
+    assert parts_all.keys() == parts_chosen.keys() == {"text", "term", "hard_negative", "no_term"}
+    for k in parts_all:
+        assert abs(parts_all[k] - parts_chosen[k]) < 1e-6, k
+    assert grads_all.keys() == grads_chosen.keys() and "characters.encoder.layers.0.linear1.weight" in grads_all
+    for name, grad in grads_all.items():
+        assert grad.abs().sum() > 0 and torch.allclose(grad, grads_chosen[name], atol=1e-6), name
+    # with gradient: the batch's 6 terms, then the whole glossary (40) or at most 3 own terms x (1 + 3
+    # negatives) + 2 no-term chunks' nearest terms
+    assert rows_all == 6 + 40 and 6 < rows_chosen <= 6 + 3 * 4 + 2
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make test installs it)")
 def test_a_term_read_by_its_phonemes_as_espeak_says_them_or_as_the_glossary_gives_them(tmp_path):
     """model.char_input: phonemes. The characters' encoder reads eSpeak NG's phonemes of each term (the

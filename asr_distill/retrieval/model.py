@@ -29,7 +29,7 @@ import json
 import math
 import zlib
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -339,11 +339,21 @@ class Retriever(nn.Module):
         return F.normalize(self.text_head(base), dim=-1)
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor, term_ids: torch.Tensor, text_base: torch.Tensor,
-                glossary_ids: torch.Tensor):
+                glossary_ids: torch.Tensor, mine: Optional[Callable] = None):
         """One step's embeddings (through DDP's forward): the chunks' audio, their terms, their
-        transcripts (text tower embeddings) and the glossary terms scored for hard negatives."""
-        return (self.embed_audio(mel, frames), self.embed_terms(term_ids), self.embed_text(text_base),
-                self.embed_terms(glossary_ids))
+        transcripts (text tower embeddings), the glossary terms scored for hard negatives and no-term
+        chunks, and the glossary embedded without gradient (None without `mine`). With `mine(audio,
+        glossary)` -> ids (loss.mined_terms), only those rows of the glossary carry gradient; the rest
+        are the gradient-free embeddings."""
+        audio = self.embed_audio(mel, frames)
+        if mine is None:
+            glossary, mined = self.embed_terms(glossary_ids), None
+        else:
+            with torch.no_grad():
+                mined = self.embed_terms(glossary_ids)
+            chosen = mine(audio.detach(), mined)
+            glossary = mined.index_put((chosen,), self.embed_terms(chosen))
+        return audio, self.embed_terms(term_ids), self.embed_text(text_base), glossary, mined
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()

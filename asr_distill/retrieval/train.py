@@ -26,6 +26,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
@@ -39,7 +40,7 @@ from asr_distill.glossary import Glossary, GlossaryError
 from asr_distill.retrieval import data as rdata
 from asr_distill.retrieval.config import RetrieverConfig, load_retriever_config
 from asr_distill.retrieval.evaluate import embed_chunks, evaluate, glossary_embeddings, summary_line
-from asr_distill.retrieval.loss import retriever_loss
+from asr_distill.retrieval.loss import mined_terms, retriever_loss
 from asr_distill.retrieval.model import build
 from asr_distill.retrieval.split import leaks
 
@@ -196,11 +197,13 @@ class Trainer:
                 mel = rdata.augment(mel, batch["frames"], cfg.data.augment)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
             with autocast:
-                audio, terms, texts, glossary = self.ddp(
+                mine = partial(mined_terms, cfg.loss, term_ids=term_ids, inside=inside) \
+                    if cfg.loss.glossary_gradient == "chosen" else None
+                audio, terms, texts, glossary, mined = self.ddp(
                     mel, batch["frames"].to(self.device),
-                    term_ids.clamp(min=0), self.text_base[text_ids], self.glossary_ids)
+                    term_ids.clamp(min=0), self.text_base[text_ids], self.glossary_ids, mine)
                 loss = retriever_loss(cfg.loss, audio, terms, term_ids, texts, text_ids, self.model.scale(), glossary,
-                                      inside)
+                                      inside, mined)
             if _any(not math.isfinite(sum(loss.parts.values())), self.world, self.device):
                 self.skipped_steps += 1
                 self.optimizer.zero_grad(set_to_none=True)
