@@ -227,6 +227,15 @@ class TermsConfig(_Section):
     align_device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where alignment runs.")
     shard_mb: int = Field(64, ge=1, description="Chunk audio is written to packed shards of about this size "
                           "(term-shards/ beside the outputs), each before the texts that point into it.")
+    retriever: Optional[str] = Field(None, description="A trained term retriever (final.pt of `python -m "
+                                     "asr_distill.retrieval.train`; `--retriever`): with a glossary, each segment's "
+                                     "audio is scored against it first and the terms found go into the teacher's "
+                                     "prompt (faster-whisper: hotwords; Whisper on vLLM: its previous text; "
+                                     "Qwen2-Audio, Qwen3-Omni: the instruction), written as meta.term_hints.")
+    hints_top_k: int = Field(5, ge=1, description="At most this many term hints a segment, best first.")
+    hints_threshold: Optional[float] = Field(None, ge=-1, le=1, description="Least retriever score of a hint; None: "
+                                             "the threshold its training run chose on validation (test.json).")
+    hints_device: Literal["cpu", "cuda"] = Field("cpu", description="Where the retriever scores segments.")
 
 
 class Config(_Section):

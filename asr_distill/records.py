@@ -112,6 +112,7 @@ class Segment:
     language: Optional[str] = None
     uri: Optional[str] = None
     parts: tuple = ()  # packed segments: the (start_s, end_s) stretches joined into `audio`
+    hints: Optional[tuple] = None  # with --retriever: the glossary terms found likely in it, for the prompt
 
     @property
     def segment_id(self) -> str:
@@ -152,10 +153,13 @@ class SegmentText:
     signals: dict[str, Any] = field(default_factory=dict)
     parts: tuple = ()
     chunks: Optional[dict] = None  # with --glossary: its term chunks and skipped hits (transforms/terms.py)
+    hints: Optional[tuple] = None  # with --retriever: the term hints its prompt had
 
     def to_json(self) -> dict:
         out = {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3), "text": self.text,
                **self.signals}
         if self.parts:
             out["parts"] = [[round(a, 3), round(b, 3)] for a, b in self.parts]
+        if self.hints is not None:
+            out["meta"] = {"term_hints": list(self.hints)}
         return out

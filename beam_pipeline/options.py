@@ -23,5 +23,8 @@ class DistillOptions(PipelineOptions):
         parser.add_argument("--glossary", default=None,
                             help="Glossary JSON (a list of terms, or {terms, alt2main}): also cut term chunks for "
                             "the retriever (term_chunks-*.jsonl and term-shards/ in --output).")
+        parser.add_argument("--retriever", default=None,
+                            help="With --glossary: a trained term retriever (final.pt) that finds each segment's "
+                            "likely glossary terms and puts them in the teacher's prompt (terms.retriever).")
         parser.add_argument("--quiet", action="store_true", default=False,
                             help="No live progress line (for CI logs); the summary at the end is still printed.")

@@ -36,6 +36,7 @@ from beam_pipeline.run_record import build_run_record, counters, format_summary,
 from transforms.admit import Admit, carried_lines
 from transforms.decode import Decode
 from transforms.engines import StartEngines
+from transforms.hints import TermHints
 from transforms.inference import Transcribe
 from transforms.oss_filesystem import OssOptions
 from transforms.read_index import ReadIndex
@@ -68,9 +69,12 @@ def _segment_row(seg) -> dict:
 def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
           stop_after: Optional[str] = None, resume: bool = False,
           skip_failed: bool = False, progress: bool = False,
-          glossary: Optional[Glossary] = None, start_engines: bool = False) -> dict[str, beam.PCollection]:
+          glossary: Optional[Glossary] = None, start_engines: bool = False,
+          glossary_path: Optional[str] = None) -> dict[str, beam.PCollection]:
     """The whole graph: every index row ends in one committed transcript or failure record; with a
-    glossary, the term chunks of its segments' texts go to term_chunks-*.jsonl (and term-shards/).
+    glossary, the term chunks of its segments' texts go to term_chunks-*.jsonl (and term-shards/), and
+    with `cfg.terms.retriever` too, each segment's likely terms (read from `glossary_path`) go into its
+    prompt.
 
     Returns what gets written, by output kind (tests check these with assert_that)."""
     retry = cfg.data.retry_policy()
@@ -99,7 +103,10 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
         # while other files are still decoding, and audio never crosses a shuffle. Segments whose
         # texts were committed before an interruption are not cut out again (Admit, on --resume).
         terms = (glossary, cfg.terms) if glossary is not None else None
-        asr = cut.segments | "Inference" >> Transcribe(cfg.inference, work_path(output, LOST_DIR), terms, output)
+        segments = cut.segments
+        if glossary is not None and cfg.terms.retriever:
+            segments = segments | "TermHints" >> beam.ParDo(TermHints(cfg.terms.retriever, glossary_path, cfg.terms))
+        asr = segments | "Inference" >> Transcribe(cfg.inference, work_path(output, LOST_DIR), terms, output)
         count(asr.texts, "transcribed")
         asr.texts | "TextValues" >> beam.Values() | "CommitTexts" >> write("texts", work=True)
         texts = (asr.texts, admitted.reused) | "AllTexts" >> beam.Flatten()
@@ -124,6 +131,18 @@ def build(p: beam.Pipeline, cfg: Config, input_index: str, output: str,
     count(written["failures"], "failures", lambda f: {"failed_files": int(f.segment_index is None)})
     (*failures, carried_lines(admitted.carried, "failures")) | "WriteFailures" >> WriteFailures(output, cfg.writer, retry)
     return written
+
+
+def _with_retriever(cfg: Config, opts: argparse.Namespace) -> Config:
+    """--retriever (or terms.retriever): needs --glossary and a checkpoint this machine can read."""
+    checkpoint = opts.retriever or cfg.terms.retriever
+    if not checkpoint:
+        return cfg
+    if not opts.glossary:
+        raise UsageError("--retriever finds glossary terms: it needs --glossary")
+    if not os.path.isfile(checkpoint):
+        raise UsageError(f"--retriever={redact(checkpoint)}: no such file (a trained retriever's final.pt)")
+    return cfg.model_copy(update={"terms": cfg.terms.model_copy(update={"retriever": checkpoint})})
 
 
 def _glossary(opts: argparse.Namespace) -> Optional[Glossary]:
@@ -492,6 +511,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     cfg = load_config(opts.config).with_backend(opts.backend)
     use_oss_settings(options, cfg)
     glossary = _glossary(opts)
+    cfg = _with_retriever(cfg, opts)
     digest = cfg.work_digest() if glossary is None else f"{cfg.work_digest()}-{terms_digest(glossary, cfg.terms)}"
     _check_inputs(opts, digest)
     rate = forecast_rate(cfg) if opts.stop_after == "segment" else None
@@ -514,7 +534,7 @@ def run(argv=None, test_pipeline: Optional[beam.Pipeline] = None) -> dict:
     # The live line needs the workers in this process: the DirectRunner's in-memory mode (its default).
     live = not opts.quiet and environment.get("running_mode") == "in_memory"
     build(p, cfg, opts.input_index, opts.output, opts.stop_after, opts.resume, opts.skip_failed, progress=live,
-          glossary=glossary, start_engines=environment["kind"] == "portable")
+          glossary=glossary, start_engines=environment["kind"] == "portable", glossary_path=opts.glossary)
     engines, timings = [], {}
     try:
         if opts.stop_after is None:

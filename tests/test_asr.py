@@ -50,6 +50,28 @@ def test_language_hint_is_recorded(whisper, long_forms):
         long_forms["talk_mp3"].utterances[0].text, tr.text) <= 0.15
 
 
+def test_term_hints_go_to_faster_whisper_as_hotwords_one_call_per_set(whisper, long_forms, monkeypatch):
+    """A segment's term hints (--retriever) are faster-whisper's `hotwords`; segments with other hints
+    are decoded in a call of their own (one prompt a call), and their texts come back in order."""
+    import dataclasses
+
+    segs = _segments_of(long_forms["talk_mp3"], 3)
+    plain = [t.text for t in whisper.transcribe_batch(segs)]
+    calls = []
+    forward = whisper._pipeline.forward
+
+    def spy(features, tokenizer, meta, options):
+        calls.append((len(features), options.hotwords))
+        return forward(features, tokenizer, meta, options)
+
+    monkeypatch.setattr(whisper._pipeline, "forward", spy)
+    hinted = [dataclasses.replace(segs[0], hints=("Grafana",)), segs[1], dataclasses.replace(segs[2], hints=())]
+    out = whisper.transcribe_batch(hinted)
+    assert sorted(calls, key=str) == sorted([(1, "Grafana"), (2, None)], key=str)
+    assert [t.text for t in out[1:]] == plain[1:]  # no hints: the same text as before
+    assert speechgen.word_error_rate(long_forms["talk_mp3"].utterances[0].text, out[0].text) <= 0.15
+
+
 class FlakyBackend:
     """A backend that cannot transcribe segments whose audio is empty; the rest work."""
 

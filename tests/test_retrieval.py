@@ -4,7 +4,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -648,6 +650,8 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
     assert (out / "final.pt").stat().st_size < 20e6  # whisper base's encoder alone is 80 MB
     # the trained retriever as a tool of its own (issue 43): which terms are said where in a file
     _finds_terms_where_they_are_spoken(out, root / "glossary.json", tmp_path, capsys)
+    # and in the pipeline: its terms as hints in the teacher's prompt (issue 43)
+    _hints_reach_the_teachers_prompt(out, root / "glossary.json", tmp_path)
 
 
 
@@ -688,3 +692,28 @@ def _finds_terms_where_they_are_spoken(run, glossary, tmp_path, capsys):
     assert find([*args, f"--out={tmp_path / 'again.jsonl'}"]) == 1
     assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "hits.jsonl").read_text()
     assert list(run.glob("final.pt.glossary-*.pt")) == [cache]
+
+
+def _hints_reach_the_teachers_prompt(run, glossary, tmp_path):
+    """`--glossary G --retriever CKPT`: each segment is scored by the trained retriever before inference
+    and the terms found go into the prompt, written as the segment's meta.term_hints. talk.wav (from
+    the find test) says cathedral and saxophone; --retriever needs --glossary and a checkpoint."""
+    from beam_pipeline.pipeline import UsageError, run as run_pipeline
+
+    index = tmp_path / "talk.jsonl"
+    index.write_text(json.dumps({"key": "talk", "uri": str(tmp_path / "talk.wav")}) + "\n")
+    out = tmp_path / "hinted"
+    args = [f"--input_index={index}", f"--output={out}"]
+    with pytest.raises(UsageError, match="--retriever finds glossary terms: it needs --glossary"):
+        run_pipeline([*args, f"--retriever={run / 'final.pt'}"])
+    with pytest.raises(UsageError, match="no such file"):
+        run_pipeline([*args, f"--glossary={glossary}", f"--retriever={run / 'nothing.pt'}"])
+    proc = subprocess.run([sys.executable, "-m", "beam_pipeline", "--quiet", *args, f"--glossary={glossary}",
+                           f"--retriever={run / 'final.pt'}"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [record] = [json.loads(line) for f in sorted(out.glob("transcripts-*.jsonl")) for line in f.read_text().splitlines()]
+    segments = record["segments"]
+    hints = [h for s in segments for h in s["meta"]["term_hints"]]
+    print([(s["text"], s["meta"]) for s in segments])
+    assert {"cathedral", "saxophone"} <= set(hints) and all(len(s["meta"]["term_hints"]) <= 5 for s in segments)
+    assert json.loads((out / "run.json").read_text())["reconciled"] is True

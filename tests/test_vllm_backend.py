@@ -1,5 +1,6 @@
 """The vllm backend against the engine double (tests/fake_vllm.py), in this process."""
 
+import dataclasses
 import threading
 
 import apache_beam as beam
@@ -219,6 +220,20 @@ def test_whisper_requests_are_encoder_decoder_prompts():
     hinted = VllmBackend(InferenceConfig(backend="vllm", model="openai/whisper-large-v3", prompt="Kubernetes, Beam.",
                                          share_across_processes=False))
     assert hinted.request(s)["decoder_prompt"] == "<|startofprev|> Kubernetes, Beam.<|startoftranscript|>"
+    # the retriever's term hints (--retriever) follow the configured prompt as previous text
+    with_hints = dataclasses.replace(s, hints=("Grafana", "Kafka"))
+    assert hinted.request(with_hints)["decoder_prompt"] == \
+        "<|startofprev|> Kubernetes, Beam. Grafana, Kafka<|startoftranscript|>"
+    assert b.request(with_hints)["decoder_prompt"] == \
+        "<|startofprev|> Grafana, Kafka<|startoftranscript|><|en|><|transcribe|><|notimestamps|>"
+
+
+def test_term_hints_are_named_in_a_chat_models_instruction():
+    b, _ = backend()
+    s = dataclasses.replace(seg(3, 5.0, language="de"), hints=("Kubernetes", "Grafana"))
+    assert ("Reply with the transcript only. The speech is in German. Terms that may occur, as they are spelled: "
+            "Kubernetes, Grafana.<|im_end|>") in b.request(s)["prompt"]
+    assert "Terms that may occur" not in b.request(dataclasses.replace(s, hints=()))["prompt"]
 
 
 def test_a_local_model_directory_says_its_family(tmp_path):

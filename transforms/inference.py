@@ -124,7 +124,8 @@ class _SplitResults(beam.DoFn):
         out = result.inference
         if isinstance(out, Transcription):
             Metrics.counter("inference", "segments").inc()
-            text = SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals, seg.parts)
+            text = SegmentText(seg.key, seg.index, seg.start_s, seg.end_s, out.text, out.signals, seg.parts,
+                               hints=seg.hints)
             if len(seg.audio):  # kept for term chunks (--glossary)
                 yield beam.pvalue.TaggedOutput(TERM_AUDIO, (seg, text))
             else:

@@ -162,7 +162,8 @@ class TermChunks(beam.DoFn):
             for r in records:
                 r["uri"] = ByteRange(f"{SHARD_DIR}/{name}", r.pop("offset"), r.pop("length")).uri()
             yield text.key, SegmentText(text.key, text.index, text.start_s, text.end_s, text.text, text.signals,
-                                        text.parts, {"records": records, "skipped": skipped, "hits": hits})
+                                        text.parts, {"records": records, "skipped": skipped, "hits": hits},
+                                        text.hints)
         self.start_bundle()
 
 

@@ -52,12 +52,15 @@ def segment_text_json(t: SegmentText) -> dict:
            "signals": t.signals, "parts": [list(p) for p in t.parts]}
     if t.chunks is not None:
         out["chunks"] = t.chunks
+    if t.hints is not None:
+        out["hints"] = list(t.hints)
     return out
 
 
 def segment_text_from_json(d: dict) -> SegmentText:
     return SegmentText(d["key"], d["index"], d["start_s"], d["end_s"], d["text"], d["signals"],
-                       tuple(tuple(p) for p in d["parts"]), d.get("chunks"))
+                       tuple(tuple(p) for p in d["parts"]), d.get("chunks"),
+                       None if d.get("hints") is None else tuple(d["hints"]))
 
 
 def write_then_rename(tmp: str, final: str, data: bytes) -> None:

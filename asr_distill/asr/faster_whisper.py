@@ -32,7 +32,7 @@ class FasterWhisperBackend(IsolatingBackend):
                                    cpu_threads=cfg.cpu_threads, local_files_only=True)
         self._pipeline = BatchedInferencePipeline(self._model)
 
-    def _options(self, tokenizer, multilingual: bool):
+    def _options(self, tokenizer, multilingual: bool, hotwords: Optional[str] = None):
         from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
         cfg = self._cfg
@@ -46,19 +46,21 @@ class FasterWhisperBackend(IsolatingBackend):
             max_initial_timestamp=0.0, word_timestamps=False,
             prepend_punctuations="\"'“¿([{-", append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=multilingual, max_new_tokens=cfg.max_new_tokens, clip_timestamps="0",
-            hallucination_silence_threshold=None, hotwords=None)
+            hallucination_silence_threshold=None, hotwords=hotwords)
 
     def transcribe_batch(self, segments: Sequence[Segment]) -> list[Transcription]:
-        groups: dict[Optional[str], list[int]] = defaultdict(list)
+        # one model call per language and term hints (the retriever's, as `hotwords`: one prompt a call)
+        groups: dict[tuple, list[int]] = defaultdict(list)
         for i, seg in enumerate(segments):
-            groups[seg.language or self._cfg.language].append(i)
+            groups[seg.language or self._cfg.language, seg.hints or ()].append(i)
         results: list[Optional[Transcription]] = [None] * len(segments)
-        for language, idx in groups.items():
-            for i, tr in zip(idx, self._transcribe_group([segments[i] for i in idx], language)):
+        for (language, hints), idx in groups.items():
+            for i, tr in zip(idx, self._transcribe_group([segments[i] for i in idx], language, hints)):
                 results[i] = tr
         return results  # type: ignore[return-value]
 
-    def _transcribe_group(self, segments: Sequence[Segment], language: Optional[str]) -> list[Transcription]:
+    def _transcribe_group(self, segments: Sequence[Segment], language: Optional[str], hints: tuple = ()
+                          ) -> list[Transcription]:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
@@ -68,7 +70,8 @@ class FasterWhisperBackend(IsolatingBackend):
                               language="en" if detect else (language or "en"))
         features = np.stack([pad_or_trim(model.feature_extractor(s.audio)[..., :-1]) for s in segments])
         meta = [{"offset": 0.0, "duration": len(s.audio) / SAMPLE_RATE} for s in segments]
-        outputs = self._pipeline.forward(features, tokenizer, meta, self._options(tokenizer, detect))
+        outputs = self._pipeline.forward(features, tokenizer, meta,
+                                         self._options(tokenizer, detect, ", ".join(hints) or None))
         return [self._to_transcription(parts, language) for parts in outputs]
 
     @staticmethod

@@ -57,7 +57,7 @@ class VllmBackend(IsolatingBackend):
 
     def request(self, segment: Segment) -> dict:
         return self._family.request(self._cfg.prompt, segment.language or self._cfg.language,
-                                    segment.audio, SAMPLE_RATE)
+                                    segment.audio, SAMPLE_RATE, segment.hints or ())
 
     def sampling_kwargs(self, segment: Segment) -> dict:
         cfg = self._cfg

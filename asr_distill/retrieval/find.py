@@ -133,6 +133,27 @@ class TermFinder:
                 for t, runs in found.items() for a, b, c in runs]
         return sorted(hits, key=lambda h: (h.start_s, -h.score))
 
+    def hints(self, wave: np.ndarray, top_k: int) -> tuple[str, ...]:
+        """The terms to hint to the teacher for one segment: every term found in it (`find`), by its best
+        score, best first, at most `top_k`."""
+        best: dict[str, float] = {}
+        for hit in self.find(wave):
+            best[hit.term] = max(best.get(hit.term, hit.score), hit.score)
+        return tuple(sorted(best, key=lambda t: (-best[t], t))[:top_k])
+
+
+_SHARED: dict[tuple, TermFinder] = {}
+
+
+def shared_finder(checkpoint: str, glossary: str, device: str = "cpu", threshold: Optional[float] = None
+                  ) -> TermFinder:
+    """One TermFinder per process for a checkpoint, glossary, device and threshold (the pipeline's
+    workers score every segment with it, as they share the VAD model)."""
+    key = (str(checkpoint), str(glossary), device, threshold)
+    if key not in _SHARED:
+        _SHARED[key] = TermFinder(checkpoint, glossary, device, threshold)
+    return _SHARED[key]
+
 
 def _inputs(paths: list[str]) -> Iterator[tuple[str, str]]:
     """(key, uri) of each media file named, or of each row of a JSONL index named."""

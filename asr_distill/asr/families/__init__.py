@@ -6,7 +6,7 @@ A family is one module with a `FAMILY` object; adding a model is adding a module
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 LANGUAGE_NAMES = {
     "en": "English", "zh": "Chinese", "yue": "Cantonese", "ja": "Japanese", "ko": "Korean", "de": "German",
@@ -25,8 +25,8 @@ class ModelFamily:
     parse: Callable[[str], str]
     engine_defaults: dict = field(default_factory=dict)
     # A family whose prompt is not one chat turn around the audio (an encoder-decoder model) builds
-    # its requests itself: (configured prompt, language, audio, rate) -> vLLM prompt dict.
-    build_request: Optional[Callable[[Optional[str], Optional[str], Any, int], dict]] = None
+    # its requests itself: (configured prompt, language, audio, rate, term hints) -> vLLM prompt dict.
+    build_request: Optional[Callable[[Optional[str], Optional[str], Any, int, Sequence[str]], dict]] = None
     max_new_tokens: Optional[int] = None  # the model's own output limit, if any
 
     def instruction(self, template: Optional[str], language: Optional[str]) -> str:
@@ -39,12 +39,16 @@ class ModelFamily:
     def prompt(self, instruction: str) -> str:
         return self.template.format(instruction=instruction)
 
-    def request(self, template: Optional[str], language: Optional[str], audio, rate: int) -> dict:
-        """The vLLM prompt for one segment: the configured prompt (or the family's), the language."""
+    def request(self, template: Optional[str], language: Optional[str], audio, rate: int,
+                hints: Sequence[str] = ()) -> dict:
+        """The vLLM prompt for one segment: the configured prompt (or the family's), the language, and
+        the glossary terms the retriever found likely in it (`hints`), named in the instruction."""
         if self.build_request:
-            return self.build_request(template, language, audio, rate)
-        return {"prompt": self.prompt(self.instruction(template, language)),
-                "multi_modal_data": {"audio": (audio, rate)}}
+            return self.build_request(template, language, audio, rate, hints)
+        instruction = self.instruction(template, language)
+        if hints:
+            instruction += f" Terms that may occur, as they are spelled: {', '.join(hints)}."
+        return {"prompt": self.prompt(instruction), "multi_modal_data": {"audio": (audio, rate)}}
 
 
 def family_named(name: str) -> ModelFamily:

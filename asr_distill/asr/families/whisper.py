@@ -9,7 +9,7 @@ decoder starts from `<|startoftranscript|>` alone and Whisper picks the language
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from asr_distill.asr.families import ModelFamily
 
@@ -25,8 +25,11 @@ def decoder_prompt(language: Optional[str], previous: Optional[str] = None) -> s
     return (f"<|startofprev|> {previous.strip()}" if previous else "") + start
 
 
-def build_request(template: Optional[str], language: Optional[str], audio, rate: int) -> dict:
-    previous = template if template and template != INSTRUCTION else None
+def build_request(template: Optional[str], language: Optional[str], audio, rate: int, hints: Sequence[str] = ()
+                  ) -> dict:
+    """The configured prompt, then the term hints (as faster-whisper's `hotwords`), as previous text."""
+    previous = " ".join(p for p in (template if template and template != INSTRUCTION else None,
+                                    ", ".join(hints)) if p) or None
     return {"encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, rate)}},
             "decoder_prompt": decoder_prompt(language, previous)}
 
