@@ -232,7 +232,9 @@ class TermsConfig(_Section):
                                      "audio is scored against it first and the terms found go into the teacher's "
                                      "prompt (faster-whisper: hotwords; Whisper on vLLM: its previous text; "
                                      "Qwen2-Audio, Qwen3-Omni: the instruction), written as meta.term_hints.")
-    hints_top_k: int = Field(5, ge=1, description="At most this many term hints a segment, best first.")
+    hints_top_k: int = Field(1, ge=1, description="At most this many term hints a segment, best first. 1 was chosen "
+                             "on a validation voice (benchmarks/term_hints.py: term recall 0.195 -> 0.39, hinted terms "
+                             "written but not spoken in 0.5% of segments; with 5, 0.365 and 9.5%).")
     hints_threshold: Optional[float] = Field(None, ge=-1, le=1, description="Least retriever score of a hint; None: "
                                              "the threshold its training run chose on validation (test.json).")
     hints_device: Literal["cpu", "cuda"] = Field("cpu", description="Where the retriever scores segments.")

@@ -2,7 +2,7 @@
 terms right more often when the retriever's terms are in the prompt?
 
   python benchmarks/term_hints.py --corpus TERMS --checkpoint RUN/final.pt --out term_hints.jsonl \
-      [--glossary-size 10000] [--chunks 300] [--top-k 5] [--threshold T]
+      [--glossary-size 10000] [--chunks 300] [--settings run:5,run:2,0.45:5]
 
 TERMS is a `benchmarks/term_corpus.py` corpus: its test chunks (voices never in training, each a
 carrier sentence around one glossary term) are the speech, their `text` the truth. The glossary is
@@ -12,7 +12,9 @@ pipeline's backend and options) three ways, side by side on the same audio:
 
 - `none`: no hints (what the pipeline does without `--retriever`);
 - `retriever`: the terms the trained retriever finds in the chunk (`TermFinder.hints`, as the
-  pipeline's TermHints step calls it), as faster-whisper's `hotwords`;
+  pipeline's TermHints step calls it), as faster-whisper's `hotwords`; one way per `--settings` entry
+  THRESHOLD:TOP_K (`run`: the threshold the training run chose on validation, the pipeline's default;
+  named `retriever` for run:5, the pipeline's defaults, else `retriever@THRESHOLD:TOP_K`);
 - `oracle`: the chunk's true terms as hotwords (the ceiling).
 
 One line per way: `term_recall` (spoken terms written in the transcript, normalised, as whole words),
@@ -62,10 +64,11 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", required=True, help="a retriever trained on that corpus (final.pt)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--glossary-size", type=int, default=10000)
-    ap.add_argument("--chunks", type=int, default=300, help="term chunks of the test split, spread over it")
-    ap.add_argument("--top-k", type=int, default=5)
-    ap.add_argument("--threshold", type=float, default=None, help="default: the run's validation threshold")
-    ap.add_argument("--ways", default="none,retriever,oracle")
+    ap.add_argument("--chunks", type=int, default=300, help="term chunks of the split, spread over it")
+    ap.add_argument("--split", default="test", choices=["test", "valid"],
+                    help="valid: choose the hint settings there (its own voice), then report them on test")
+    ap.add_argument("--settings", default="run:5", help="retriever hints as THRESHOLD:TOP_K, comma-separated")
+    ap.add_argument("--ways", default="none,retriever,oracle", help="retriever: every --settings entry")
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args(argv)
 
@@ -86,22 +89,41 @@ def main(argv=None) -> int:
     glossary_path = args.out.with_name(args.out.stem + f"-glossary-{len(grown)}.json")
     glossary_path.write_text(json.dumps({**base, "terms": grown}))
     glossary = Glossary.load(str(glossary_path))
-    chunks = [c for c in ChunkSet(args.corpus / "test.jsonl", glossary).chunks if c.term is not None]
+    chunks = [c for c in ChunkSet(args.corpus / f"{args.split}.jsonl", glossary).chunks if c.term is not None]
     step = max(1, len(chunks) // args.chunks)
     chunks = chunks[::step][: args.chunks]
     waves = [chunk_audio(c, 30.0) for c in chunks]
     spoken = [[glossary.terms[i] for i in c.terms] for c in chunks]
 
-    finder = TermFinder(args.checkpoint, str(glossary_path), "cpu", args.threshold, args.top_k)
-    finder.hints(waves[0], args.top_k)  # warm
+    finder = TermFinder(args.checkpoint, str(glossary_path), "cpu")
+    run_threshold = finder.threshold
+    settings = [(run_threshold if t == "run" else float(t), int(k), f"{t}:{k}")
+                for t, k in (x.split(":") for x in args.settings.split(","))]
+    finder.threshold = min(t for t, _, _ in settings)  # every hit at or above the lowest; each setting filters
+    finder.find(waves[0])  # warm
     t0 = time.perf_counter()
-    found = [finder.hints(w, args.top_k) for w in waves]
+    scored = []  # per chunk: each term found, its best score (TermFinder.hints before its cut)
+    for w in waves:
+        best: dict = {}
+        for hit in finder.find(w):
+            best[hit.term] = max(best.get(hit.term, hit.score), hit.score)
+        scored.append(best)
     ms = 1000 * (time.perf_counter() - t0) / len(waves)
-    hints = {"none": [()] * len(chunks), "retriever": found, "oracle": [tuple(s) for s in spoken]}
+    hints = {"none": [()] * len(chunks), "oracle": [tuple(s) for s in spoken]}
+    ways = []
+    for way in args.ways.split(","):
+        if way != "retriever":
+            ways.append((way, None))
+            continue
+        for threshold, k, label in settings:
+            name = "retriever" if label == "run:5" else f"retriever@{label}"
+            hints[name] = [tuple(sorted((t for t in b if b[t] >= threshold), key=lambda t: (-b[t], t))[:k])
+                           for b in scored]
+            ways.append((name, (threshold, k)))
 
     backend = FasterWhisperBackend(InferenceConfig())
     lines = []
-    for way in args.ways.split(","):
+    for way, setting in ways:
         segs = [Segment(c.key, 0, 0.0, len(w) / 16000, w, language="en", hints=h)
                 for c, w, h in zip(chunks, waves, hints[way])]
         t0 = time.perf_counter()
@@ -122,8 +144,10 @@ def main(argv=None) -> int:
                     normalise(t) in {normalise(x) for x in h} for h, s in zip(hints[way], spoken) for t in s) / said, 4),
                 "hints_per_segment": round(sum(len(h) for h in hints[way]) / len(chunks), 2),
                 "glossary_size": len(grown), "segments": len(chunks), "spoken_terms": said,
-                "ms_per_segment": round(ms, 1) if way == "retriever" else None, "asr_s": round(asr_s, 1),
-                "top_k": args.top_k, "threshold": finder.threshold, "checkpoint": Path(args.checkpoint).parent.name,
+                "ms_per_segment": round(ms, 1) if setting else None, "asr_s": round(asr_s, 1),
+                "threshold": round(setting[0], 4) if setting else None, "top_k": setting[1] if setting else None,
+                "run_threshold": round(run_threshold, 4), "checkpoint": Path(args.checkpoint).parent.name,
+                "split": args.split,
                 "examples": [{"truth": c.text, "text": t, "hints": list(h)}
                              for c, t, h in list(zip(chunks, texts, hints[way]))[:3]]}
         print(json.dumps(line), flush=True)
