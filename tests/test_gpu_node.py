@@ -116,6 +116,22 @@ def test_wait_ready_says_when_the_engine_is_up_and_when_it_will_not_be(engine_en
     assert not wait_ready(specs, 60) and time.monotonic() - t < 30
 
 
+def test_an_engine_dir_too_long_for_a_socket_still_serves(engine_env, tmp_path, monkeypatch):
+    """A Unix socket's path has 108 bytes: under a long ASR_DISTILL_ENGINE_DIR (a deep tmp dir) the
+    socket moves to a short folder derived from that dir, and the server starts and answers."""
+    cfg = _vllm_config(tmp_path)
+    engines = tmp_path / ("engines-" + "d" * 90)
+    monkeypatch.setenv("ASR_DISTILL_ENGINE_DIR", str(engines))
+    specs = start_engines(cfg.inference)
+    try:
+        sock = specs[0].path("sock")
+        assert len(str(engines / sock.name)) > 107 and len(str(sock)) <= 107 and sock == specs[0].path("sock")
+        assert wait_ready(specs, 60) and sock.is_socket()
+        assert specs[0].path("log").parent == engines  # the rest stays where it was asked to be
+    finally:
+        stop_engines(specs)
+
+
 @pytest.fixture
 def engine_env(monkeypatch, tmp_path):
     monkeypatch.setenv("ASR_DISTILL_VLLM_ENGINE", "fake_vllm")

@@ -72,6 +72,9 @@ class EngineStoppedError(EngineDiedError):
     """The server stopped (idle, or told to) with this request queued: send it again, no harm done."""
 
 
+_MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, its last a NUL
+
+
 def engine_dir() -> Path:
     root = os.environ.get(ENGINE_DIR_ENV) or os.path.join(tempfile.gettempdir(), f"asr_distill-engines-{os.getuid()}")
     path = Path(root)
@@ -96,7 +99,15 @@ class EngineSpec:
         return f"{hashlib.sha256(blob).hexdigest()[:12]}-{self.copy}"
 
     def path(self, suffix: str) -> Path:
-        return engine_dir() / f"{self.name}.{suffix}"
+        path = engine_dir() / f"{self.name}.{suffix}"
+        if suffix == "sock" and len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+            # a Unix socket's path has 108 bytes: one under a long engine dir lives in a short folder of
+            # its own that every process derives from that dir alike
+            digest = hashlib.sha256(os.fsencode(path.parent)).hexdigest()[:12]
+            short = Path(tempfile.gettempdir()) / f"asr_distill-{os.getuid()}-{digest}"
+            short.mkdir(mode=0o700, exist_ok=True)
+            path = short / path.name
+        return path
 
 
 def engine_specs(cfg) -> list[EngineSpec]:
