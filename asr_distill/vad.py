@@ -18,8 +18,7 @@ import numpy as np
 
 from asr_distill.config import VadConfig
 from asr_distill.records import SAMPLE_RATE, Region
-
-FRAME = 512  # samples per Silero frame at 16 kHz
+from asr_distill.silero_blocks import FRAME
 
 
 class SpeechDetector(Protocol):

@@ -17,8 +17,8 @@ pipeline's backend and options) three ways, side by side on the same audio:
   named `retriever` for run:5, the pipeline's defaults, else `retriever@THRESHOLD:TOP_K`);
 - `oracle`: the chunk's true terms as hotwords (the ceiling).
 
-One line per way: `term_recall` (spoken terms written in the transcript, normalised, as whole words),
-`wer` (corpus WER against the chunks' texts, Whisper's English normaliser), `hallucinated_terms`
+One line per way: `term_recall` (spoken terms written in the transcript, as `TermMatcher` finds glossary
+terms in a text), `wer` (corpus WER against the chunks' texts, Whisper's English normaliser), `hallucinated_terms`
 (hinted terms not spoken but written, per chunk) and `hallucinated_share_of_wrong_hints` (of the hinted
 terms not spoken, the share written), `hint_recall` (spoken terms among the hints), `ms_per_segment`
 (the retriever's scoring of one chunk against the whole glossary, CPU) and the glossary's size.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -53,11 +52,6 @@ def distractors(taken: set[str], n: int) -> list[str]:
     return out
 
 
-def written(term: str, text: str) -> bool:
-    """The term, normalised, is in the normalised text as whole words."""
-    return re.search(rf"(^| ){re.escape(normalise(term))}( |$)", normalise(text)) is not None
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, required=True, help="a benchmarks/term_corpus.py output folder")
@@ -79,7 +73,8 @@ def main(argv=None) -> int:
     from asr_distill.records import Segment
     from asr_distill.reference import normalise as text_normalise
     from asr_distill.retrieval.data import ChunkSet, chunk_audio
-    from asr_distill.retrieval.find import TermFinder
+    from asr_distill.retrieval.find import TermFinder, best_terms
+    from asr_distill.terms import TermMatcher
 
     raw = json.loads((args.corpus / "glossary.json").read_text())
     base = raw if isinstance(raw, dict) else {"terms": raw}
@@ -102,12 +97,7 @@ def main(argv=None) -> int:
     finder.threshold = min(t for t, _, _ in settings)  # every hit at or above the lowest; each setting filters
     finder.find(waves[0])  # warm
     t0 = time.perf_counter()
-    scored = []  # per chunk: each term found, its best score (TermFinder.hints before its cut)
-    for w in waves:
-        best: dict = {}
-        for hit in finder.find(w):
-            best[hit.term] = max(best.get(hit.term, hit.score), hit.score)
-        scored.append(best)
+    scored = [finder.best_scores(w) for w in waves]  # TermFinder.hints before its cut
     ms = 1000 * (time.perf_counter() - t0) / len(waves)
     hints = {"none": [()] * len(chunks), "oracle": [tuple(s) for s in spoken]}
     ways = []
@@ -117,11 +107,11 @@ def main(argv=None) -> int:
             continue
         for threshold, k, label in settings:
             name = "retriever" if label == "run:5" else f"retriever@{label}"
-            hints[name] = [tuple(sorted((t for t in b if b[t] >= threshold), key=lambda t: (-b[t], t))[:k])
-                           for b in scored]
+            hints[name] = [best_terms(b, k, threshold) for b in scored]
             ways.append((name, (threshold, k)))
 
     backend = FasterWhisperBackend(InferenceConfig())
+    matcher = TermMatcher(glossary)
     lines = []
     for way, setting in ways:
         segs = [Segment(c.key, 0, 0.0, len(w) / 16000, w, language="en", hints=h)
@@ -130,18 +120,17 @@ def main(argv=None) -> int:
         texts = [t.text for i in range(0, len(segs), args.batch) for t in backend.transcribe_batch(segs[i:i + args.batch])]
         asr_s = time.perf_counter() - t0
         said = sum(len(s) for s in spoken)
-        got = sum(written(t, text) for s, text in zip(spoken, texts) for t in s)
-        wrong = [(t, text) for h, s, text in zip(hints[way], spoken, texts) for t in h
-                 if normalise(t) not in {normalise(x) for x in s}]
-        hallucinated = sum(written(t, text) for t, text in wrong)
+        written = [{hit.term for hit in matcher.find_in_text(text)} for text in texts]  # glossary terms in each
+        got = sum(t in w for s, w in zip(spoken, written) for t in s)
+        wrong = [(t, w) for h, s, w in zip(hints[way], spoken, written) for t in h if t not in s]
+        hallucinated = sum(t in w for t, w in wrong)
         refs = [text_normalise(c.text, "en") for c in chunks]
         hyps = [text_normalise(t, "en") or "" for t in texts]
         line = {"step": "term_hints", "way": way, "term_recall": round(got / said, 4),
                 "wer": round(float(jiwer.wer(refs, hyps)), 4),
                 "hallucinated_terms": round(hallucinated / len(chunks), 4),
                 "hallucinated_share_of_wrong_hints": round(hallucinated / len(wrong), 4) if wrong else None,
-                "wrong_hints": len(wrong), "hint_recall": round(sum(
-                    normalise(t) in {normalise(x) for x in h} for h, s in zip(hints[way], spoken) for t in s) / said, 4),
+                "wrong_hints": len(wrong), "hint_recall": round(sum(t in h for h, s in zip(hints[way], spoken) for t in s) / said, 4),
                 "hints_per_segment": round(sum(len(h) for h in hints[way]) / len(chunks), 2),
                 "glossary_size": len(grown), "segments": len(chunks), "spoken_terms": said,
                 "ms_per_segment": round(ms, 1) if setting else None, "asr_s": round(asr_s, 1),

@@ -2,8 +2,9 @@
 before inference, for the teacher's prompt (`--glossary G --retriever CKPT`; issue 43).
 
 The retriever (asr_distill/retrieval/find.py `TermFinder`: its audio tower and the glossary's term
-embeddings, cached beside the checkpoint) is loaded once per worker process and shared by its threads,
-as the VAD model is. A segment the retriever cannot score goes on without hints (counted, logged).
+embeddings, cached beside the checkpoint) is loaded once per worker process and shared by its DoFn
+instances (the VAD model, which keeps state, loads per instance). A segment the retriever cannot score
+goes on without hints (counted, logged).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -85,7 +87,7 @@ class TermFinder:
                                 model_cfg.char_layers, model_cfg.char_width, readings(model_cfg, self.glossary))
         self.model.load_state_dict(trained, strict=False)  # the terms' encoders' trained weights
         terms = glossary_embeddings(self.model).float()
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # a pipeline's workers may all write it at once
         torch.save(terms.cpu(), tmp)
         tmp.replace(cache)
         return terms
@@ -133,26 +135,38 @@ class TermFinder:
                 for t, runs in found.items() for a, b, c in runs]
         return sorted(hits, key=lambda h: (h.start_s, -h.score))
 
-    def hints(self, wave: np.ndarray, top_k: int) -> tuple[str, ...]:
-        """The terms to hint to the teacher for one segment: every term found in it (`find`), by its best
-        score, best first, at most `top_k`."""
+    def best_scores(self, wave: np.ndarray) -> dict[str, float]:
+        """Every term found in `wave` (`find`), with its best score."""
         best: dict[str, float] = {}
         for hit in self.find(wave):
             best[hit.term] = max(best.get(hit.term, hit.score), hit.score)
-        return tuple(sorted(best, key=lambda t: (-best[t], t))[:top_k])
+        return best
+
+    def hints(self, wave: np.ndarray, top_k: int) -> tuple[str, ...]:
+        """The terms to hint to the teacher for one segment: every term found in it, best first, at most
+        `top_k`."""
+        return best_terms(self.best_scores(wave), top_k)
+
+
+def best_terms(scores: dict[str, float], top_k: int, threshold: Optional[float] = None) -> tuple[str, ...]:
+    """The terms of `scores` (term -> best score) at or above `threshold`, best first, at most `top_k`."""
+    kept = [t for t in scores if threshold is None or scores[t] >= threshold]
+    return tuple(sorted(kept, key=lambda t: (-scores[t], t))[:top_k])
 
 
 _SHARED: dict[tuple, TermFinder] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 def shared_finder(checkpoint: str, glossary: str, device: str = "cpu", threshold: Optional[float] = None
                   ) -> TermFinder:
-    """One TermFinder per process for a checkpoint, glossary, device and threshold (the pipeline's
-    workers score every segment with it, as they share the VAD model)."""
+    """One TermFinder per process for a checkpoint, glossary, device and threshold, shared by the
+    process's DoFn instances (it keeps no state between calls)."""
     key = (str(checkpoint), str(glossary), device, threshold)
-    if key not in _SHARED:
-        _SHARED[key] = TermFinder(checkpoint, glossary, device, threshold)
-    return _SHARED[key]
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = TermFinder(checkpoint, glossary, device, threshold)
+        return _SHARED[key]
 
 
 def _inputs(paths: list[str]) -> Iterator[tuple[str, str]]:

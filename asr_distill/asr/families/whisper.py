@@ -28,8 +28,10 @@ def decoder_prompt(language: Optional[str], previous: Optional[str] = None) -> s
 def build_request(template: Optional[str], language: Optional[str], audio, rate: int, hints: Sequence[str] = ()
                   ) -> dict:
     """The configured prompt, then the term hints (as faster-whisper's `hotwords`), as previous text."""
-    previous = " ".join(p for p in (template if template and template != INSTRUCTION else None,
-                                    ", ".join(hints)) if p) or None
+    parts = [template] if template and template != INSTRUCTION else []
+    if hints:
+        parts.append(", ".join(hints))
+    previous = " ".join(parts) or None
     return {"encoder_prompt": {"prompt": "", "multi_modal_data": {"audio": (audio, rate)}},
             "decoder_prompt": decoder_prompt(language, previous)}
 
