@@ -34,7 +34,8 @@ stage() {
     "$work/payload/minilm"
   $py -c 'import wordfreq' 2>/dev/null || $py -m pip install -q wordfreq
   # TERM_CORPUS_ARGS: another corpus (issue 42's: --terms 2300 --unseen 300 --unseen-valid 200
-  # --distractors 10000 --multiword 0.2 --train-voices 3 --pool 150000 --enrol)
+  # --distractors 10000 --multiword 0.2 --train-voices 3 --pool 150000 --enrol; 13 parts. With
+  # --train-voices 6, 16 parts: 11 min on the 2-core machine)
   $py "$here/benchmarks/term_corpus.py" --out "$work/payload/terms" ${TERM_CORPUS_ARGS:-}
   xz -T0 -3 "$work/payload/terms/shard-0.dat"
   (cd "$work/payload" && tar cf "$work/payload.tar" .)
@@ -223,6 +224,12 @@ for name in ('text', 'chars', 'phonemes', 'ngrams'):
         out['enrolled'] = {'weight': e['weight'], 'seen_recall_at_10': e['seen_recall@10'],
                            'unseen_recall_at_1': e['unseen_recall@1'], 'unseen_recall_at_10': e['unseen_recall@10']}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
+    # RU_KEEP=NAME: that run's final.pt comes back too, in parts of 15 MiB (what $OUT takes back is 16 MiB a file):
+    # here, cat final.pt.part-* > final.pt
+    if [ -n "${RU_KEEP:-}" ] && [ -f "/tmp/r/run-$RU_KEEP/final.pt" ]; then
+      split -b 15M -d "/tmp/r/run-$RU_KEEP/final.pt" "$OUT/final-$RU_KEEP.pt.part-"
+      sha256sum "/tmp/r/run-$RU_KEEP/final.pt" | cut -c1-64
+    fi
     ;;
   RT)
     # loss.no_term_against: the shipped config (no-term chunks pushed off the batch's terms) beside the same with

@@ -320,11 +320,17 @@ class Trainer:
         if self.rank == 0:
             best = torch.load(self.out / "best.pt", map_location="cpu", weights_only=False)
             _save(self.out / "final.pt", {"model": best["model"], "epoch": best["epoch"], "best": self.best,
-                                          "config": best["config"]})
+                                          "config": best["config"], "chunk_s": self._chunk_s()})
             log.info("done after %d epochs: best validation Recall@10 %.4f (final.pt, epoch %d)", self.epoch,
                      self.best, best["epoch"])
             metrics = self.test(best)
         return metrics
+
+    def _chunk_s(self) -> float:
+        """The training chunks' median length as the model heard them (at most data.max_chunk_s): what
+        `find` makes its windows by default, so that they hold about as much speech as a chunk did."""
+        lengths = [min(c.length / 2 / rdata.SAMPLE_RATE, self.cfg.data.max_chunk_s) for c in self.train_set]
+        return round(float(np.median(lengths)), 3)
 
     def test(self, best: dict) -> dict:
         """The chosen weights on the test chunks, once: test.json (what was chosen, on what, and the figures;
