@@ -19,7 +19,8 @@ pipeline's backend and options) three ways, side by side on the same audio:
 
 One line per way: `term_recall` (spoken terms written in the transcript, as `TermMatcher` finds glossary
 terms in a text), `wer` (corpus WER against the chunks' texts, Whisper's English normaliser), `hallucinated_terms`
-(hinted terms not spoken but written, per chunk) and `hallucinated_share_of_wrong_hints` (of the hinted
+(hinted terms not spoken but written, per chunk; `--no-term-chunks` adds chunks that say no glossary
+term, where any hint is wrong) and `hallucinated_share_of_wrong_hints` (of the hinted
 terms not spoken, the share written), `hint_recall` (spoken terms among the hints), `ms_per_segment`
 (the retriever's scoring of one chunk against the whole glossary, CPU) and the glossary's size.
 """
@@ -52,6 +53,11 @@ def distractors(taken: set[str], n: int) -> list[str]:
     return out
 
 
+def spread(items: list, n: int) -> list:
+    """n of `items`, evenly spaced (every voice and carrier of a split, not its first few)."""
+    return items[::max(1, len(items) // n)][:n] if n > 0 else []
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", type=Path, required=True, help="a benchmarks/term_corpus.py output folder")
@@ -59,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--glossary-size", type=int, default=10000)
     ap.add_argument("--chunks", type=int, default=300, help="term chunks of the split, spread over it")
+    ap.add_argument("--no-term-chunks", type=int, default=0,
+                    help="also this many of the split's chunks that say no glossary term (where every hint is wrong)")
     ap.add_argument("--split", default="test", choices=["test", "valid"],
                     help="valid: choose the hint settings there (its own voice), then report them on test")
     ap.add_argument("--settings", default="run:5", help="retriever hints as THRESHOLD:TOP_K, comma-separated")
@@ -84,9 +92,9 @@ def main(argv=None) -> int:
     glossary_path = args.out.with_name(args.out.stem + f"-glossary-{len(grown)}.json")
     glossary_path.write_text(json.dumps({**base, "terms": grown}))
     glossary = Glossary.load(str(glossary_path))
-    chunks = [c for c in ChunkSet(args.corpus / f"{args.split}.jsonl", glossary).chunks if c.term is not None]
-    step = max(1, len(chunks) // args.chunks)
-    chunks = chunks[::step][: args.chunks]
+    every = ChunkSet(args.corpus / f"{args.split}.jsonl", glossary).chunks
+    chunks = spread([c for c in every if c.term is not None], args.chunks)
+    chunks += spread([c for c in every if c.term is None], args.no_term_chunks)
     waves = [chunk_audio(c, 30.0) for c in chunks]
     spoken = [[glossary.terms[i] for i in c.terms] for c in chunks]
 
@@ -133,6 +141,7 @@ def main(argv=None) -> int:
                 "wrong_hints": len(wrong), "hint_recall": round(sum(t in h for h, s in zip(hints[way], spoken) for t in s) / said, 4),
                 "hints_per_segment": round(sum(len(h) for h in hints[way]) / len(chunks), 2),
                 "glossary_size": len(grown), "segments": len(chunks), "spoken_terms": said,
+                "no_term_segments": sum(not s for s in spoken),
                 "ms_per_segment": round(ms, 1) if setting else None, "asr_s": round(asr_s, 1),
                 "threshold": round(setting[0], 4) if setting else None, "top_k": setting[1] if setting else None,
                 "run_threshold": round(run_threshold, 4), "checkpoint": Path(args.checkpoint).parent.name,
