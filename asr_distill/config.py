@@ -236,7 +236,9 @@ class TermsConfig(_Section):
                              "on a validation voice (benchmarks/term_hints.py: term recall 0.195 -> 0.39, hinted terms "
                              "written but not spoken in 0.5% of segments; with 5, 0.365 and 9.5%).")
     hints_threshold: Optional[float] = Field(None, ge=-1, le=1, description="Least retriever score of a hint; None: "
-                                             "the threshold its training run chose on validation (test.json).")
+                                             "the one its training run chose on validation for hints (test.json "
+                                             "`hint_threshold`: the lowest at which three hints in four are right), "
+                                             "else its `operating_threshold`.")
     hints_device: Literal["cpu", "cuda"] = Field("cpu", description="Where the retriever scores segments.")
 
 

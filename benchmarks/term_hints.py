@@ -2,7 +2,7 @@
 terms right more often when the retriever's terms are in the prompt?
 
   python benchmarks/term_hints.py --corpus TERMS --checkpoint RUN/final.pt --out term_hints.jsonl \
-      [--glossary-size 10000] [--chunks 300] [--settings run:5,run:2,0.45:5]
+      [--glossary-size 10000] [--chunks 300] [--no-term-chunks 0] [--settings hint:1,run:1,0.45:1]
 
 TERMS is a `benchmarks/term_corpus.py` corpus: its test chunks (voices never in training, each a
 carrier sentence around one glossary term) are the speech, their `text` the truth. The glossary is
@@ -13,8 +13,9 @@ pipeline's backend and options) three ways, side by side on the same audio:
 - `none`: no hints (what the pipeline does without `--retriever`);
 - `retriever`: the terms the trained retriever finds in the chunk (`TermFinder.hints`, as the
   pipeline's TermHints step calls it), as faster-whisper's `hotwords`; one way per `--settings` entry
-  THRESHOLD:TOP_K (`run`: the threshold the training run chose on validation, the pipeline's default;
-  named `retriever` for run:5, the pipeline's defaults, else `retriever@THRESHOLD:TOP_K`);
+  THRESHOLD:TOP_K (`hint`: the run's `hint_threshold`, chosen on validation, the pipeline's default;
+  `run`: its `operating_threshold`, the default before it;
+  named `retriever` for hint:1, the pipeline's defaults, else `retriever@THRESHOLD:TOP_K`);
 - `oracle`: the chunk's true terms as hotwords (the ceiling).
 
 One line per way: `term_recall` (spoken terms written in the transcript, as `TermMatcher` finds glossary
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
                     help="also this many of the split's chunks that say no glossary term (where every hint is wrong)")
     ap.add_argument("--split", default="test", choices=["test", "valid"],
                     help="valid: choose the hint settings there (its own voice), then report them on test")
-    ap.add_argument("--settings", default="run:5", help="retriever hints as THRESHOLD:TOP_K, comma-separated")
+    ap.add_argument("--settings", default="hint:1", help="retriever hints as THRESHOLD:TOP_K, comma-separated")
     ap.add_argument("--ways", default="none,retriever,oracle", help="retriever: every --settings entry")
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args(argv)
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
     from asr_distill.records import Segment
     from asr_distill.reference import normalise as text_normalise
     from asr_distill.retrieval.data import ChunkSet, chunk_audio
-    from asr_distill.retrieval.find import TermFinder, best_terms
+    from asr_distill.retrieval.find import TermFinder, best_terms, chosen_threshold
     from asr_distill.terms import TermMatcher
 
     raw = json.loads((args.corpus / "glossary.json").read_text())
@@ -99,9 +100,12 @@ def main(argv=None) -> int:
     spoken = [[glossary.terms[i] for i in c.terms] for c in chunks]
 
     finder = TermFinder(args.checkpoint, str(glossary_path), "cpu")
-    run_threshold = finder.threshold
-    settings = [(run_threshold if t == "run" else float(t), int(k), f"{t}:{k}")
+    run_threshold, hint_threshold = finder.threshold, chosen_threshold(args.checkpoint, "hint_threshold")
+    named = {"run": run_threshold, "hint": hint_threshold}
+    settings = [(named[t] if t in named else float(t), int(k), f"{t}:{k}")
                 for t, k in (x.split(":") for x in args.settings.split(","))]
+    if any(t is None for t, _, _ in settings):
+        raise SystemExit(f"{args.checkpoint}: its run chose no hint_threshold (test.json)")
     finder.threshold = min(t for t, _, _ in settings)  # every hit at or above the lowest; each setting filters
     finder.find(waves[0])  # warm
     t0 = time.perf_counter()
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
             ways.append((way, None))
             continue
         for threshold, k, label in settings:
-            name = "retriever" if label == "run:5" else f"retriever@{label}"
+            name = "retriever" if label == "hint:1" else f"retriever@{label}"
             hints[name] = [best_terms(b, k, threshold) for b in scored]
             ways.append((name, (threshold, k)))
 
@@ -144,7 +148,8 @@ def main(argv=None) -> int:
                 "no_term_segments": sum(not s for s in spoken),
                 "ms_per_segment": round(ms, 1) if setting else None, "asr_s": round(asr_s, 1),
                 "threshold": round(setting[0], 4) if setting else None, "top_k": setting[1] if setting else None,
-                "run_threshold": round(run_threshold, 4), "checkpoint": Path(args.checkpoint).parent.name,
+                "run_threshold": round(run_threshold, 4), "hint_threshold": hint_threshold,
+                "checkpoint": Path(args.checkpoint).parent.name,
                 "split": args.split,
                 "examples": [{"truth": c.text, "text": t, "hints": list(h)}
                              for c, t, h in list(zip(chunks, texts, hints[way]))[:3]]}

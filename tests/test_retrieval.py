@@ -314,6 +314,17 @@ def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trai
     assert "spelling.table.weight" in spelled.trainable_state() and "term_base" not in spelled.trainable_state()
 
 
+def test_the_hint_threshold_is_the_lowest_where_three_hints_in_four_are_right():
+    from asr_distill.retrieval.evaluate import precise_threshold
+    best = torch.tensor([0.5, 0.9, 0.4, 0.7, 0.8, 0.6])  # chunks' best scores, in no order
+    right = torch.tensor([False, True, False, False, True, True])  # is that best term one the chunk says
+    # best first: right, right, wrong (2 of 3), right (3 of 4), wrong (3 of 5), wrong: 0.6 lets through
+    # the four best, three of them right
+    assert precise_threshold(best, right) == 0.6
+    assert precise_threshold(best, right, precision=1.0) == 0.8
+    assert precise_threshold(best, torch.zeros(6, dtype=torch.bool)) is None  # no threshold is right enough
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)
@@ -624,8 +635,10 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
     best = max(lines[1:], key=lambda m: m["recall@10"])
     assert (test["split"], test["chosen_on"], test["epoch"]) == ("test", "valid", best["epoch"])
     assert test["valid_recall@10"] == best["recall@10"]
-    # the no-term threshold is validation's 95% point, applied to test (not test's own 95% point)
+    # the no-term threshold is validation's 95% point, applied to test (not test's own 95% point); so is
+    # the hints' threshold (the lowest where three hints in four are right), which --retriever uses
     assert test["operating_threshold"] == best["threshold_keeping_95"]
+    assert test["hint_threshold"] == best["hint_threshold"] and test["hint_precision_at_hint"] is not None
     assert test["no_term_rejected_at_operating"] is not None and test["term_chunks_rejected_at_operating"] is not None
     assert test["chunks"] == len(SPOKEN + UNSEEN) and test["unseen_term_chunks"] == len(UNSEEN)
     # enrolment (data.enrol_chunks): the same test scored again with each term's synthetic audio as a

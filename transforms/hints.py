@@ -27,10 +27,12 @@ class TermHints(beam.DoFn):
         self._finder = None
 
     def setup(self):
-        from asr_distill.retrieval.find import shared_finder
+        from asr_distill.retrieval.find import chosen_threshold, shared_finder
 
-        self._finder = shared_finder(self._checkpoint, self._glossary, self._cfg.hints_device,
-                                     self._cfg.hints_threshold)
+        threshold = self._cfg.hints_threshold
+        if threshold is None:  # the run's, chosen on validation for hints; else its operating threshold
+            threshold = chosen_threshold(self._checkpoint, "hint_threshold")
+        self._finder = shared_finder(self._checkpoint, self._glossary, self._cfg.hints_device, threshold)
 
     def process(self, seg: Segment):
         try:

@@ -102,12 +102,8 @@ class TermFinder:
         return terms
 
     def _threshold(self) -> float:
-        chosen = self.checkpoint.parent / "test.json"
-        if chosen.exists():
-            value = json.loads(chosen.read_text()).get("operating_threshold")
-            if value is not None:
-                return float(value)
-        return self.cfg.train.no_term_threshold
+        chosen = chosen_threshold(self.checkpoint, "operating_threshold")
+        return self.cfg.train.no_term_threshold if chosen is None else chosen
 
     def windows(self, n_samples: int) -> list[tuple[int, int]]:
         """(start, end) samples of each window; the last ends at the audio's end; short audio is one."""
@@ -155,6 +151,15 @@ class TermFinder:
         """The terms to hint to the teacher for one segment: every term found in it, best first, at most
         `top_k`."""
         return best_terms(self.best_scores(wave), top_k)
+
+
+def chosen_threshold(checkpoint: str | Path, name: str) -> Optional[float]:
+    """A threshold the checkpoint's training run chose on validation (`test.json` beside it):
+    `operating_threshold` (keeps 95% of term chunks: finding terms) or `hint_threshold` (three hints in
+    four right: the teacher's hints); None when the run did not say."""
+    chosen = Path(checkpoint).parent / "test.json"
+    value = json.loads(chosen.read_text()).get(name) if chosen.exists() else None
+    return None if value is None else float(value)
 
 
 def best_terms(scores: dict[str, float], top_k: int, threshold: Optional[float] = None) -> tuple[str, ...]:

@@ -239,11 +239,11 @@ class Trainer:
         return self._scores(self._embed(chunk_set), operating)
 
     def _scores(self, embedded: tuple[torch.Tensor, torch.Tensor], operating: Optional[float] = None,
-                glossary: Optional[torch.Tensor] = None) -> dict:
+                glossary: Optional[torch.Tensor] = None, hint: Optional[float] = None) -> dict:
         """evaluate.evaluate on chunks already embedded (_embed), against the glossary's embeddings
         unless others are given."""
         return evaluate(*embedded, self._glossary() if glossary is None else glossary, self.train_set.term_ids(),
-                        self.cfg.train.no_term_threshold, self.cfg.train.eval_batch_size, operating)
+                        self.cfg.train.no_term_threshold, self.cfg.train.eval_batch_size, operating, hint)
 
     def enrolled(self, test: tuple[torch.Tensor, torch.Tensor]) -> dict:
         """The test with each term's synthetic audio as a second key: a chunk's score for a term is its
@@ -334,11 +334,16 @@ class Trainer:
 
     def test(self, best: dict) -> dict:
         """The chosen weights on the test chunks, once: test.json (what was chosen, on what, and the figures;
-        no-term rejection at the threshold that kept 95% of the validation term chunks, `_at_operating`)."""
+        no-term rejection at the threshold that kept 95% of the validation term chunks, `_at_operating`;
+        hints given and right at validation's hint_threshold, `_at_hint`, which `--retriever` uses)."""
         self.model.load_state_dict(best["model"], strict=False)
+        hint = best["line"].get("hint_threshold", "absent")
+        if hint == "absent":  # a run from before hint_threshold: validation scored again, its weights
+            hint = self._scores(self._embed(self.valid_set))["hint_threshold"]
         t0 = time.time()
         test = self._embed(self.test_set)
-        figures = self._scores(test, best["line"].get("threshold_keeping_95"))
+        figures = self._scores(test, best["line"].get("threshold_keeping_95"), hint=hint)
+        figures["hint_threshold"] = hint  # validation's, not test's own
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
