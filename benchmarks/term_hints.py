@@ -134,8 +134,9 @@ def main(argv=None) -> int:
         said = sum(len(s) for s in spoken)
         written = [{hit.term for hit in matcher.find_in_text(text)} for text in texts]  # glossary terms in each
         got = sum(t in w for s, w in zip(spoken, written) for t in s)
-        wrong = [(t, w) for h, s, w in zip(hints[way], spoken, written) for t in h if t not in s]
-        hallucinated = sum(t in w for t, w in wrong)
+        wrong = [(i, t) for i, (h, s) in enumerate(zip(hints[way], spoken)) for t in h if t not in s]
+        unsaid = [{"truth": chunks[i].text, "text": texts[i], "hint": t} for i, t in wrong if t in written[i]]
+        hallucinated = len(unsaid)
         refs = [text_normalise(c.text, "en") for c in chunks]
         hyps = [text_normalise(t, "en") or "" for t in texts]
         line = {"step": "term_hints", "way": way, "term_recall": round(got / said, 4),
@@ -152,7 +153,8 @@ def main(argv=None) -> int:
                 "checkpoint": Path(args.checkpoint).parent.name,
                 "split": args.split,
                 "examples": [{"truth": c.text, "text": t, "hints": list(h)}
-                             for c, t, h in list(zip(chunks, texts, hints[way]))[:3]]}
+                             for c, t, h in list(zip(chunks, texts, hints[way]))[:3]],
+                "hallucinations": unsaid}
         print(json.dumps(line), flush=True)
         lines.append(line)
         with open(args.out, "a") as f:
