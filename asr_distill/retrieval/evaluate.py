@@ -58,8 +58,9 @@ def precise_threshold(best: torch.Tensor, right: torch.Tensor, precision: float 
     """The lowest threshold at which, of the chunks whose best term scores at least it, a share of at
     least `precision` have that term right (`best`: each chunk's best score; `right`: whether its best
     term is a term it says; a chunk that says none is never right). None when no threshold reaches it.
-    As the teacher's hint (issue 43): a wrong hint is written into the label now and then (1.6-3.9% of
-    them on Whisper base), so a quarter of hints wrong keeps hinted terms written but unsaid near 1%."""
+    As the teacher's hint (issue 43): a wrong hint is written into the label now and then (3-10% of
+    them on Whisper base, the confident ones more often), so with a quarter of hints wrong hinted terms
+    written but unsaid stay near 1% of segments (benchmarks/RESULTS.md, term hints)."""
     order = torch.argsort(best, descending=True)
     kept = torch.cumsum(right[order].float(), 0) / torch.arange(1, len(order) + 1, device=best.device)
     ok = torch.nonzero(kept >= precision).flatten()

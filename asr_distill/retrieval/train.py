@@ -337,8 +337,9 @@ class Trainer:
         no-term rejection at the threshold that kept 95% of the validation term chunks, `_at_operating`;
         hints given and right at validation's hint_threshold, `_at_hint`, which `--retriever` uses)."""
         self.model.load_state_dict(best["model"], strict=False)
-        hint = best["line"].get("hint_threshold", "absent")
-        if hint == "absent":  # a run from before hint_threshold: validation scored again, its weights
+        if "hint_threshold" in best["line"]:
+            hint = best["line"]["hint_threshold"]
+        else:  # a run from before hint_threshold: validation scored again, with the chosen weights
             hint = self._scores(self._embed(self.valid_set))["hint_threshold"]
         t0 = time.time()
         test = self._embed(self.test_set)
