@@ -14,6 +14,7 @@ transcript), so every committed transcript has its chunks exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -161,9 +162,7 @@ class TermChunks(beam.DoFn):
         for text, records, skipped, hits in self._pending:
             for r in records:
                 r["uri"] = ByteRange(f"{SHARD_DIR}/{name}", r.pop("offset"), r.pop("length")).uri()
-            yield text.key, SegmentText(text.key, text.index, text.start_s, text.end_s, text.text, text.signals,
-                                        text.parts, {"records": records, "skipped": skipped, "hits": hits},
-                                        text.hints)
+            yield text.key, dataclasses.replace(text, chunks={"records": records, "skipped": skipped, "hits": hits})
         self.start_bundle()
 
 
