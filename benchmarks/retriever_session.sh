@@ -197,7 +197,8 @@ for name in ('shipped', 'shipped2'):
     # .stage-r's corpus took 7-10 s (text) and 16-42 s (phonemes) on 2026-12-06, so RU_EPOCHS=16 RU_CONFIGS="phonemes
     # text" fits one call
     install || exit 1
-    epochs="{\"epochs\": ${RU_EPOCHS:-40}}"
+    # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
+    epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
     declare -A ru=([text]="{\"train\": $epochs, \"model\": {\"char_layers\": 0}}"
                    [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"spelling\"}}"
                    [phonemes]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}}"

@@ -325,6 +325,25 @@ def test_the_hint_threshold_is_the_lowest_where_three_hints_in_four_are_right():
     assert precise_threshold(best, torch.zeros(6, dtype=torch.bool)) is None  # no threshold is right enough
 
 
+def test_a_time_limit_stops_before_an_epoch_that_would_end_past_it():
+    """train.time_limit_s (a job with a wall-clock limit): the next epoch is judged as long as the
+    longest so far; the first always runs, and no limit never stops."""
+    import time
+    from types import SimpleNamespace
+    from asr_distill.retrieval.train import Trainer
+
+    def trainer(limit, spent):
+        t = Trainer.__new__(Trainer)  # only what the decision reads: the config, the clock, the process group
+        t.cfg = SimpleNamespace(train=SimpleNamespace(time_limit_s=limit))
+        t.started, t.world, t.rank, t.device, t.epoch = time.time() - spent, 1, 0, torch.device("cpu"), 4
+        return t
+
+    assert trainer(600, 500)._out_of_time(longest=120)  # 500 + 120 > 600
+    assert not trainer(600, 400)._out_of_time(longest=120)
+    assert not trainer(600, 900)._out_of_time(longest=0.0)  # no epoch yet in this process: one runs
+    assert not trainer(None, 10**6)._out_of_time(longest=120)
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)

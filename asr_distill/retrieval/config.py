@@ -105,6 +105,10 @@ class TrainConfig(_Section):
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="ReduceLROnPlateau on Recall@10.")
     plateau_patience: int = Field(1, ge=0)
     checkpoint_every: int = Field(5, ge=1, description="Epochs between numbered checkpoints (plus best, last).")
+    time_limit_s: Optional[float] = Field(None, gt=0, description="Seconds this process may train: no epoch is "
+                                          "started that would end past them (judged by the longest so far; the "
+                                          "first always runs), then the best epoch is tested as usual. For a "
+                                          "job with a wall-clock limit; --resume goes on from there.")
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU.")
     eval_batch_size: int = Field(256, ge=1, description="Glossary terms scored at once in evaluation.")

@@ -97,6 +97,7 @@ def readings(cfg, glossary: Glossary) -> Optional[list[str]]:
 class Trainer:
     def __init__(self, cfg: RetrieverConfig, resume: bool):
         self.cfg = cfg
+        self.started = time.time()  # train.time_limit_s counts from here: loading is part of a job's time
         self.rank, self.world, self.device = _setup_distributed()
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
@@ -297,7 +298,8 @@ class Trainer:
         if self.epoch == 0 and self.rank == 0:  # the untrained model's line: what training is measured against
             (self.out / "metrics.jsonl").unlink(missing_ok=True)
             self._log_epoch(self._epoch_line({"steps": 0}, self.evaluate(), 0.0))
-        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+        longest = 0.0  # the longest epoch of this process, for train.time_limit_s
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience and not self._out_of_time(longest):
             t0 = time.time()
             trained = self.train_epoch()
             self.epoch += 1
@@ -315,6 +317,7 @@ class Trainer:
                     _save(self.out / f"epoch-{self.epoch}.pt", state)
                 _save(self.out / "last.pt", state)  # last: what --resume reads
                 self._log_epoch(line)
+            longest = max(longest, time.time() - t0)
             if self.world > 1:
                 dist.barrier()
         if self.rank == 0:
@@ -325,6 +328,18 @@ class Trainer:
                      self.best, best["epoch"])
             metrics = self.test(best)
         return metrics
+
+    def _out_of_time(self, longest: float) -> bool:
+        """Whether train.time_limit_s leaves no room for another epoch as long as the longest so far (rank
+        0's clock decides for every process)."""
+        limit = self.cfg.train.time_limit_s
+        if limit is None or longest == 0.0:
+            return False
+        late = _broadcast(float(time.time() - self.started + longest > limit), self.world, self.device) > 0
+        if late and self.rank == 0:
+            log.info("train.time_limit_s %.0f: no time for epoch %d (the longest took %.0f s, %.0f s spent)",
+                     limit, self.epoch + 1, longest, time.time() - self.started)
+        return late
 
     def _chunk_s(self) -> float:
         """The training chunks' median length as the model heard them (at most data.max_chunk_s): what
