@@ -29,12 +29,14 @@ demo: setup
 # and its clusters (tests/conftest.py). `make test TEST_WORKERS=0` runs it in this process. Two on two
 # cores (387 s on a fresh clone, 2026-12-06, benchmarks/RESULTS.md); three were slower (565 s against 478).
 TEST_WORKERS ?= 2
-test: setup
-	@# the system packages and the clusters' downloads (Maven, PyPI) side by side, before any test; a
-	@# download that fails is tried again, and explained, by the cluster tests themselves
+test:
+	@# the system packages and the clusters' downloads (Maven, PyPI: they need only the venv's own python
+	@# and pip) beside the Python install, before any test; a download that fails is tried again, and
+	@# explained, by the cluster tests themselves
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	sh launch/install_system_deps.sh & deps=$$!; \
-	  $(PY) launch/local_cluster.py fetch >/dev/null || echo "(the cluster tests will try the downloads again)"; \
-	  wait $$deps
+	  ($(PY) launch/local_cluster.py fetch >/dev/null || echo "(the cluster tests will try the downloads again)") & \
+	  fetch=$$!; $(MAKE) --no-print-directory setup; setup=$$?; wait $$deps; wait $$fetch; test $$setup = 0
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # Real Flink and Spark clusters on localhost (launch/local_cluster.py; Java 17 and Maven needed), for

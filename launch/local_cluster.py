@@ -94,7 +94,7 @@ def _pip_download(spec: str, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     found = list(dest.glob(f"{spec.split('==')[0].replace('-', '?')}-*"))
     if not found:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "-q", "-d", str(dest), spec])
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest), spec])
         found = list(dest.glob(f"{spec.split('==')[0].replace('-', '?')}-*"))
     return found[0]
 
