@@ -16,7 +16,12 @@
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
 #           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
 #           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + phonemes / + n-grams,
-#                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS)
+#                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS;
+#                                                          RU_TIME_S: train.time_limit_s, so a call ends with test.json)
+#           bash benchmarks/retriever_session.sh KEEP NAME best, then KEEP NAME last   (run NAME's state back here,
+#                                                          into .stage-r/state-NAME/best/ and .../last/)
+#           bash benchmarks/retriever_session.sh STATE NAME   (next session, after the parts: carrying
+#                                                          .stage-r/state-NAME/best, then .../last; then RU goes on)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
@@ -204,6 +209,16 @@ for name in ('shipped', 'shipped2'):
                    [phonemes]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}}"
                    [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
     specs=(); for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do specs+=("$name:${ru[$name]}"); done
+    for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do  # carried in by STATE: go on from it
+      state=/tmp/stage-r/state-$name
+      if [ ! -f /tmp/r/run-$name/last.pt ] && [ -f $state/metrics.jsonl ]; then
+        mkdir -p /tmp/r/run-$name && cp $state/metrics.jsonl /tmp/r/run-$name/
+        for f in last best; do cat $state/$f.pt.part-* > /tmp/r/run-$name/$f.pt || exit 1; done
+        (cd /tmp/r/run-$name && sha256sum last.pt best.pt | diff - $state/SHA256SUMS >/dev/null) \
+          && echo "$name: going on from the carried state ($(tail -1 $state/metrics.jsonl | grep -o "\"epoch\": [0-9]*"))" \
+          || { echo "$name: the carried state is not whole" >&2; exit 1; }
+      fi
+    done
     train_side_by_side "${specs[@]}"
     python3 -c "
 import json, os
@@ -260,6 +275,31 @@ for name in ('batch', 'glossary', 'glossaryw', 'batch2', 'glossary2', 'glossaryw
     # a call brings back 8 files at most: the logs and configs in one archive, the metrics and lines beside it
     (cd "$OUT" && tar czf rt-logs.tgz train-*.log retriever-*.yaml && rm -f train-*.log retriever-*.yaml)
     ;;
+  KEEP)
+    # a run's training state out to the next session (issue 42: one session's device time holds about 20
+    # epochs): `KEEP NAME last` brings /tmp/r/run-NAME's last.pt (with the optimizer: ~57 MB for phonemes)
+    # and metrics.jsonl, `KEEP NAME best` its best.pt less the optimizer (the test reads only its weights,
+    # epoch and line; slimmed in place, before either), each with SHA256SUMS, in parts of 15 MiB: two calls
+    # ($OUT takes 64 MiB a call). Here, put the two calls' files in .stage-r/state-NAME/last/ and .../best/
+    run=/tmp/r/run-$2
+    python3 -c "
+import sys, torch
+state = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
+if state.pop('optimizer', None) is not None:
+    torch.save(state, sys.argv[1] + '.slim')" $run/best.pt || exit 1
+    [ -f $run/best.pt.slim ] && mv $run/best.pt.slim $run/best.pt
+    (cd $run && sha256sum last.pt best.pt > "$OUT/SHA256SUMS")
+    [ "$3" = last ] && cp $run/metrics.jsonl "$OUT/"
+    split -b 15M -d $run/$3.pt "$OUT/$3.pt.part-"
+    ls -la "$OUT"
+    ;;
+  STATE)
+    # the state KEEP brought back, carried in (.stage-r/state-NAME/last, then .../best: one call each, before
+    # RU): kept in /tmp/stage-r/state-NAME, where RU finds it
+    mkdir -p /tmp/stage-r/state-$2
+    for d in .stage-r/state-$2/*/; do cp "$d"* /tmp/stage-r/state-$2/ || exit 1; done
+    ls /tmp/stage-r/state-$2
+    ;;
   S)
     install || exit 1
     timeout "${LIMIT_S:-540}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --steps 20 \
@@ -277,5 +317,5 @@ if speed:
     open(path, "a").write(json.dumps(speed) + "\n")
 EOF
     ;;
-  *) echo "usage: $0 stage|R|RA|RN|RT|S" >&2; exit 2 ;;
+  *) echo "usage: $0 stage|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S" >&2; exit 2 ;;
 esac
