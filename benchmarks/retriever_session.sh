@@ -17,7 +17,9 @@
 #           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
 #           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + phonemes / + n-grams,
 #                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS;
-#                                                          RU_TIME_S: train.time_limit_s, so a call ends with test.json)
+#                                                          RU_TIME_S: train.time_limit_s, so a call ends with test.json;
+#                                                          RU_TRAIN_TERMS="500 1000": phonemes on N training terms too,
+#                                                          RU_CONFIGS="" for those alone)
 #           bash benchmarks/retriever_session.sh KEEP NAME best, then KEEP NAME last   (run NAME's state back here,
 #                                                          into .stage-r/state-NAME/best/ and .../last/)
 #           bash benchmarks/retriever_session.sh STATE NAME   (next session, after the parts: carrying
@@ -208,8 +210,16 @@ for name in ('shipped', 'shipped2'):
                    [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"spelling\"}}"
                    [phonemes]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}}"
                    [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
-    specs=(); for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do specs+=("$name:${ru[$name]}"); done
-    for name in ${RU_CONFIGS:-text chars phonemes ngrams}; do  # carried in by STATE: go on from it
+    configs=${RU_CONFIGS-text chars phonemes ngrams}
+    # RU_TRAIN_TERMS="500 1000": the shipped phonemes config also trained on N of the training terms each
+    # (benchmarks/train_subset.py; runs phonemes-tN): the curve of never-heard recall against distinct terms
+    for n in ${RU_TRAIN_TERMS:-}; do
+      [ -f /tmp/r/terms/train-$n.jsonl ] || python3 benchmarks/train_subset.py /tmp/r/terms $n || exit 1
+      ru[phonemes-t$n]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
+      configs="$configs phonemes-t$n"
+    done
+    specs=(); for name in $configs; do specs+=("$name:${ru[$name]}"); done
+    for name in $configs; do  # carried in by STATE: go on from it
       state=/tmp/stage-r/state-$name
       if [ ! -f /tmp/r/run-$name/last.pt ] && [ -f $state/metrics.jsonl ]; then
         mkdir -p /tmp/r/run-$name && cp $state/metrics.jsonl /tmp/r/run-$name/
@@ -220,15 +230,16 @@ for name in ('shipped', 'shipped2'):
       fi
     done
     train_side_by_side "${specs[@]}"
-    python3 -c "
-import json, os
+    CONFIGS="$configs" python3 -c "
+import json, os, yaml
 corpus = json.load(open('/tmp/r/terms/corpus.json'))
-train_terms = corpus['spoken_terms'] - corpus['unseen_terms'] - corpus.get('unseen_valid_terms', 0)
-for name in ('text', 'chars', 'phonemes', 'ngrams'):
+for name in os.environ['CONFIGS'].split():
     path = f'/tmp/r/run-{name}/test.json'
     if not os.path.exists(path):
         print(name, 'no test.json'); continue
     t = json.load(open(path))
+    train = yaml.safe_load(open(f'/tmp/r/retriever-{name}.yaml'))['data']['train_chunks']
+    train_terms = len({json.loads(l)['term'] for l in open(train) if l.strip()} - {None})
     out = {'step': 'unseen', 'config': name, 'glossary_size': t['glossary_terms'], 'distractors': corpus['distractors'],
            'train_terms': train_terms, 'seen_recall_at_1': t['seen_recall@1'], 'seen_recall_at_5': t['seen_recall@5'],
            'seen_recall_at_10': t['seen_recall@10'], 'unseen_recall_at_1': t['unseen_recall@1'],
