@@ -344,6 +344,37 @@ def test_a_time_limit_stops_before_an_epoch_that_would_end_past_it():
     assert not trainer(None, 10**6)._out_of_time(longest=120)
 
 
+def test_a_training_subset_keeps_n_terms_and_leaks_none(tmp_path):
+    """benchmarks/train_subset.py (issue 42's curve from one corpus): N of the training terms, nested, the
+    no-term chunks in their share, and a kept chunk that says a term the draw made never heard dropped."""
+    from benchmarks.train_subset import _rank, subset
+
+    # a word and a longer term that says it, the longer one drawn first
+    word = next(w for w in ("apple", "grape", "lemon", "melon", "mango", "cherry") if _rank(f"red {w}") < _rank(w))
+    terms = [word, f"red {word}", "pear", "plum", "fig", "kiwi"]
+    (tmp_path / "glossary.json").write_text(json.dumps(terms))
+    (tmp_path / "shard-0.dat").write_bytes(bytes(64000 * 20))
+
+    def rec(i, term, speaker):
+        return json.dumps({"key": f"{term or 'none'}-{speaker}-{i}", "term": term, "terms": [term] if term else [],
+                           "text": f"say {term} again" if term else "nothing here", "speaker": speaker,
+                           "uri": f"shard-0.dat#offset={i * 64000}&length=64000"})
+    (tmp_path / "train.jsonl").write_text("\n".join(
+        [rec(i, t, "a") for i, t in enumerate(terms)] + [rec(6 + i, None, "a") for i in range(6)]) + "\n")
+    (tmp_path / "valid.jsonl").write_text(rec(12, word, "v") + "\n")  # seen in full training
+    (tmp_path / "test.jsonl").write_text(rec(13, "pear", "t") + "\n")
+    order = sorted(terms, key=_rank)
+    # an N that keeps "red WORD" but not WORD: its chunk says WORD, which validation holds
+    n = order.index(f"red {word}") + 1
+    line = subset(tmp_path, n)
+    kept = [json.loads(x) for x in (tmp_path / f"train-{n}.jsonl").read_text().splitlines()]
+    held = {t for t in order[:n] if t != f"red {word}"}
+    assert {r["term"] for r in kept} - {None} == held and line["dropped_for_leaks"] == 1
+    assert line["no_term_chunks"] == round(6 * n / 6) == sum(r["term"] is None for r in kept)
+    bigger = subset(tmp_path, 6)  # the whole set: nothing left out, nothing dropped
+    assert (bigger["train_terms"], bigger["chunks"], bigger["dropped_for_leaks"]) == (6, 12, 0)
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)
