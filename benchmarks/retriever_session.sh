@@ -202,7 +202,8 @@ for name in ('shipped', 'shipped2'):
     # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
     # .stage-r's corpus took 7-10 s (text) and 16-42 s (phonemes) on 2026-12-06, so RU_EPOCHS=16 RU_CONFIGS="phonemes
-    # text" fits one call
+    # text" fits one call; the six-voice corpus, phonemes alone: 31-42 s (2026-12-07; its 16 parts went over in
+    # about 4 s each)
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
     epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
