@@ -36,7 +36,8 @@ test:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	sh launch/install_system_deps.sh & deps=$$!; \
 	  ($(PY) launch/local_cluster.py fetch >/dev/null || echo "(the cluster tests will try the downloads again)") & \
-	  fetch=$$!; $(MAKE) --no-print-directory setup; setup=$$?; wait $$deps; wait $$fetch; test $$setup = 0
+	  fetch=$$!; $(MAKE) --no-print-directory setup; setup=$$?; wait $$deps; deps=$$?; wait $$fetch; \
+	  test $$setup = 0 && test $$deps = 0
 	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # Real Flink and Spark clusters on localhost (launch/local_cluster.py; Java 17 and Maven needed), for
