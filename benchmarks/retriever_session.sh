@@ -207,16 +207,17 @@ for name in ('shipped', 'shipped2'):
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
     epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
+    phonemes="\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}"
     declare -A ru=([text]="{\"train\": $epochs, \"model\": {\"char_layers\": 0}}"
                    [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"spelling\"}}"
-                   [phonemes]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}}"
+                   [phonemes]="{$phonemes}"
                    [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
     configs=${RU_CONFIGS-text chars phonemes ngrams}
     # RU_TRAIN_TERMS="500 1000": the shipped phonemes config also trained on N of the training terms each
     # (benchmarks/train_subset.py; runs phonemes-tN): the curve of never-heard recall against distinct terms
     for n in ${RU_TRAIN_TERMS:-}; do
       [ -f /tmp/r/terms/train-$n.jsonl ] || python3 benchmarks/train_subset.py /tmp/r/terms $n || exit 1
-      ru[phonemes-t$n]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
+      ru[phonemes-t$n]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
       configs="$configs phonemes-t$n"
     done
     specs=(); for name in $configs; do specs+=("$name:${ru[$name]}"); done
