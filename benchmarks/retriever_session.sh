@@ -197,7 +197,8 @@ for name in ('shipped', 'shipped2'):
     # issue 42, terms never heard: a term read by the text tower alone (text: the shipped config before
     # 2026-12-06's RU), also by its letters (model.char_layers 4), by its phonemes (the same encoder reading
     # the glossary's eSpeak NG phonemes: the shipped config since), and with its spelling's n-grams; each
-    # chooses on valid.jsonl, test.json scored once.
+    # chooses on valid.jsonl, test.json scored once. Not in the default set: phonemes-nomeaning (a term keyed by
+    # its phonemes alone, model.term_meaning false) and phonemes-drop (model.char_dropout 0.15).
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
     # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
@@ -207,10 +208,13 @@ for name in ('shipped', 'shipped2'):
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
     epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
-    phonemes="\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"phonemes\"}"
+    pm='"char_layers": 4, "char_input": "phonemes"'
+    phonemes="\"train\": $epochs, \"model\": {$pm}"
     declare -A ru=([text]="{\"train\": $epochs, \"model\": {\"char_layers\": 0}}"
                    [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"spelling\"}}"
                    [phonemes]="{$phonemes}"
+                   [phonemes-nomeaning]="{\"train\": $epochs, \"model\": {$pm, \"term_meaning\": false}}"
+                   [phonemes-drop]="{\"train\": $epochs, \"model\": {$pm, \"char_dropout\": 0.15}}"
                    [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
     configs=${RU_CONFIGS-text chars phonemes ngrams}
     # RU_TRAIN_TERMS="500 1000": the shipped phonemes config also trained on N of the training terms each
@@ -253,6 +257,8 @@ for name in os.environ['CONFIGS'].split():
         out['enrolled'] = {'weight': e['weight'], 'seen_recall_at_10': e['seen_recall@10'],
                            'unseen_recall_at_1': e['unseen_recall@1'], 'unseen_recall_at_10': e['unseen_recall@10']}
     print(json.dumps(out)); open(os.path.join(os.environ['OUT'], 'retriever.jsonl'), 'a').write(json.dumps(out) + '\\n')"
+    # a call brings back 8 files at most: each run's log, config and metrics in one archive
+    (cd "$OUT" && tar czf ru-logs.tgz train-*.log retriever-*.yaml metrics-*.jsonl && rm -f train-*.log retriever-*.yaml metrics-*.jsonl)
     # RU_KEEP=NAME: that run's final.pt comes back too, in parts of 15 MiB (what $OUT takes back is 16 MiB a file):
     # here, cat final.pt.part-* > final.pt
     if [ -n "${RU_KEEP:-}" ] && [ -f "/tmp/r/run-$RU_KEEP/final.pt" ]; then

@@ -65,6 +65,10 @@ def test_the_shipped_config_validates_and_a_bad_one_is_a_clear_error(tmp_path, c
     bad.write_text(f"model: {{audio_model: x}}\ndata: {{train_chunks: a, valid_chunks: v, test_chunks: b, glossary: {tmp_path / 'g.json'}}}\n"
                    "train: {output_dir: " + str(tmp_path / "o") + "}\n")
     assert main([f"--config={bad}"]) == 2 and "no terms" in capsys.readouterr().err
+    bad.write_text("model: {audio_model: x, term_meaning: false}\n"
+                   "data: {train_chunks: a, valid_chunks: v, test_chunks: b, glossary: g}\ntrain: {output_dir: o}\n")
+    assert main([f"--config={bad}"]) == 2
+    assert "term_meaning false needs char_layers or spelling_buckets" in capsys.readouterr().err
 
 
 # -- the loss: two gloo processes against one process on the concatenated batch
@@ -433,6 +437,38 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
     fresh.eval()
     assert torch.allclose(fresh.embed_terms(torch.arange(2)), read.embed_terms(torch.arange(2)))
 
+
+
+def test_a_term_keyed_without_its_meaning_and_read_with_symbols_dropped():
+    """model.term_meaning false: two terms the text tower embeds apart but the characters' encoder reads
+    alike get one key; model.char_dropout hides symbols in training only, never a term's edge marks."""
+    from asr_distill.retrieval.model import Retriever
+
+    base = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = Retriever(_NoAudio(), 8, 16)
+    model.set_glossary(["Wi-Fi", "wi fi"], base, char_layers=2, char_width=16, char_dropout=0.5, meaning=False)
+    torch.nn.init.normal_(model.characters.out.weight, std=0.5)
+    model.eval()
+    keys = model.embed_terms(torch.arange(2))
+    assert torch.allclose(keys[0], keys[1])  # one spelling, no meaning: one key
+    model.set_glossary(["Wi-Fi", "wi fi"], base, char_layers=2, char_width=16)  # with meaning: apart
+    keys = model.embed_terms(torch.arange(2))
+    assert not torch.allclose(keys[0], keys[1], atol=1e-3)
+    assert torch.equal(model.embed_terms(torch.arange(2)), keys)  # eval: nothing dropped, the same each time
+
+    seen = []
+    model.characters.encoder.register_forward_pre_hook(lambda mod, args, kw: seen.append(kw["src_key_padding_mask"]),
+                                                       with_kwargs=True)
+    model.train()
+    model.embed_terms(torch.arange(2))
+    ids, hidden = model.characters.ids, seen[-1]
+    symbols = (ids[:, :hidden.shape[1]] > 0) & (ids[:, :hidden.shape[1]] < 257)
+    assert 0 < int((hidden & symbols).sum()) < int(symbols.sum())  # about half of "wifi"'s letters, twice
+    assert not hidden[:, 0].any() and not hidden[torch.arange(2), (ids > 0).sum(1) - 1].any()  # edge marks kept
+    model.eval()
+    model.embed_terms(torch.arange(2))
+    assert not (seen[-1] & symbols).any()
 
 
 def test_a_step_embeds_with_gradient_only_the_glossary_terms_its_loss_scores():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from asr_distill.config import ConfigError, read_config_file
 
@@ -32,6 +32,13 @@ class ModelConfig(_Section):
                              "Transformer encoder of N layers over its normalised spelling, trained with the rest "
                              "(for terms never heard in training); 0: off.")
     char_width: int = Field(256, ge=16, multiple_of=4, description="The characters' encoder width (4 heads).")
+    char_dropout: float = Field(0.0, ge=0, lt=1, description="Share of a term's symbols (letters or phonemes) "
+                                "hidden from the characters' encoder at each training step, each drawn anew; 0: "
+                                "off. Meant to make it learn how sounds are spelt in general, not each term's "
+                                "whole string (terms never heard).")
+    term_meaning: bool = Field(True, description="A term's key includes the sentence encoder's embedding of the "
+                               "term (its meaning). false: the term is keyed by what `char_layers` / "
+                               "`spelling_buckets` read alone, as a term never heard must be; needs one of them.")
     char_input: Literal["spelling", "phonemes"] = Field(
         "spelling", description="What the characters' encoder reads: a term's normalised spelling, or its "
         "phonemes (eSpeak NG's, asr_distill/pronounce.py; or the glossary file's `pronunciations`).")
@@ -41,6 +48,12 @@ class ModelConfig(_Section):
         "back to back in one sequence with attention kept inside each (torch's variable-length flash kernel on a "
         "GPU); packed, chunks back to back in rows of 10 s with a block-diagonal attention mask; padded to the "
         "batch's longest; or each padded to 30 s (the seed's way; for comparison). The embeddings are the same; the cost is not.")
+
+    @model_validator(mode="after")
+    def _a_term_is_keyed_by_something(self):
+        if not self.term_meaning and not (self.char_layers or self.spelling_buckets):
+            raise ValueError("term_meaning false needs char_layers or spelling_buckets: a term must be keyed by something")
+        return self
 
 
 class LossConfig(_Section):

@@ -93,7 +93,8 @@ class TermFinder:
         model_cfg = self.cfg.model
         text = TextTower(model_cfg.text_model or default_text_model()).to(self.device)
         self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), model_cfg.spelling_buckets,
-                                model_cfg.char_layers, model_cfg.char_width, readings(model_cfg, self.glossary))
+                                model_cfg.char_layers, model_cfg.char_width, readings(model_cfg, self.glossary),
+                                meaning=model_cfg.term_meaning)
         self.model.load_state_dict(trained, strict=False)  # the terms' encoders' trained weights
         terms = glossary_embeddings(self.model).float()
         tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # a pipeline's workers may all write it at once

@@ -254,8 +254,9 @@ class Characters(nn.Module):
     MAX_LEN = 64  # bytes kept of a term (with its two edge marks)
 
     def __init__(self, terms: Sequence[str], width: int, layers: int = 4, d_model: int = 256, heads: int = 4,
-                 readings: Optional[Sequence[str]] = None):
+                 readings: Optional[Sequence[str]] = None, dropout: float = 0.0):
         super().__init__()
+        self.symbol_dropout = dropout  # in training: this share of symbols hidden, each step anew
         self.embed = nn.Embedding(259, d_model, padding_idx=0)  # 0 padding, 1-256 bytes, 257/258 edges
         self.pos = nn.Embedding(self.MAX_LEN, d_model)
         layer = nn.TransformerEncoderLayer(d_model, heads, 4 * d_model, dropout=0.1, batch_first=True,
@@ -283,6 +284,9 @@ class Characters(nn.Module):
         ids = self.ids[term_ids]
         ids = ids[:, : max(2, int((ids > 0).sum(1).max()))]  # the batch's longest term, not MAX_LEN
         pad = ids == 0
+        if self.training and self.symbol_dropout > 0:  # the edge marks stay: no term is left empty
+            symbol = (ids > 0) & (ids < 257)
+            pad = pad | (symbol & (torch.rand(ids.shape, device=ids.device) < self.symbol_dropout))
         x = self.embed(ids) + self.pos.weight[: ids.shape[1]]
         x = self.norm(self.encoder(x, src_key_padding_mask=pad))
         keep = (~pad).to(x.dtype)[:, :, None]
@@ -304,12 +308,14 @@ class Retriever(nn.Module):
         self.register_buffer("term_base", torch.zeros(0, text_width), persistent=False)
 
     def set_glossary(self, terms: Sequence[str], base: torch.Tensor, spelling_buckets: int = 0,
-                     char_layers: int = 0, char_width: int = 256, readings: Optional[Sequence[str]] = None) -> None:
+                     char_layers: int = 0, char_width: int = 256, readings: Optional[Sequence[str]] = None,
+                     char_dropout: float = 0.0, meaning: bool = True) -> None:
         """The glossary's terms and the text tower's embeddings of them (row i: term i); with
         `spelling_buckets`, a Spelling of them too; with `char_layers`, Characters reading their spelling
-        or `readings` (their phonemes; both train with the rest). A second call (another glossary) keeps
-        what was trained and reads the new terms."""
-        self.term_base = base.to(self.text_head[0].weight.device)
+        or `readings` (their phonemes; both train with the rest). Without `meaning`, the text tower's
+        embeddings are left out (zeros): a term is keyed by what the others read. A second call (another
+        glossary) keeps what was trained and reads the new terms."""
+        self.term_base = (base if meaning else torch.zeros_like(base)).to(self.text_head[0].weight.device)
         if spelling_buckets:
             if self.spelling is None:
                 self.spelling = Spelling(terms, spelling_buckets, base.shape[1]).to(self.term_base.device)
@@ -317,8 +323,8 @@ class Retriever(nn.Module):
                 self.spelling.ids = Spelling(terms, spelling_buckets, 1).ids.to(self.term_base.device)
         if char_layers:
             if self.characters is None:
-                self.characters = Characters(terms, base.shape[1], char_layers, char_width,
-                                             readings=readings).to(self.term_base.device)
+                self.characters = Characters(terms, base.shape[1], char_layers, char_width, readings=readings,
+                                             dropout=char_dropout).to(self.term_base.device)
             else:
                 self.characters.ids = Characters.encode(terms, readings).to(self.term_base.device)
 

@@ -122,7 +122,8 @@ class Trainer:
         self.model, text = build(cfg.model, self.device)
         # the text tower is frozen: its embeddings of every term and transcript, once
         self.model.set_glossary(self.glossary.terms, text.embed(list(self.glossary.terms)), cfg.model.spelling_buckets,
-                                cfg.model.char_layers, cfg.model.char_width, readings(cfg.model, self.glossary))
+                                cfg.model.char_layers, cfg.model.char_width, readings(cfg.model, self.glossary),
+                                cfg.model.char_dropout, cfg.model.term_meaning)
         self.glossary_ids = torch.arange(len(self.glossary.terms), device=self.device)
         texts = sorted({c.text for c in self.train_set.chunks})
         self.text_ids = {t: i for i, t in enumerate(texts)}
