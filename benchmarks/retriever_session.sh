@@ -25,6 +25,9 @@
 #           bash benchmarks/retriever_session.sh STATE NAME   (next session, after the parts: carrying
 #                                                          .stage-r/state-NAME/best, then .../last; then RU goes on)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
+# Here, after stage: bash benchmarks/retriever_session.sh stage-plus   (PLUS_TERMS=6000 of the corpus's distractors
+#   also said in training, in PLUS_VOICES=3 voices: term_corpus.py --extend; parts after the corpus's, carried
+#   the same way; then RU_PLUS=1 RU trains the phonemes config on them too, as phonemes-plus)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -58,6 +61,30 @@ ls /tmp/stage-r | tr '\n' ' '; echo
 EOF
   rm -rf "$work"
   echo "staged $(ls "$out" | wc -l) parts in $out"; du -sh "$out"/p*
+}
+
+stage_plus() {  # more training terms for the corpus staged in .stage-r (term_corpus.py --extend): parts pNN after its own
+  local py=${PYTHON:-$here/.venv/bin/python} work=$here/.cache/retriever-stage out=$here/.stage-r
+  rm -rf "$work" && mkdir -p "$work"
+  for d in "$out"/p*; do ls "$d"/xpart.* >/dev/null 2>&1 && rm -rf "$d"; done  # a stage-plus before this one
+  cat "$out"/p*/part.* | tar x -C "$work" ./terms && xz -d -T0 "$work/terms/shard-0.dat.xz" || return 1
+  $py "$here/benchmarks/term_corpus.py" --out "$work/terms" --extend ${PLUS_TERMS:-6000} --train-voices ${PLUS_VOICES:-3} || return 1
+  xz -T0 -3 "$work/terms/shard-1.dat"
+  (cd "$work" && tar cf plus.tar terms/shard-1.dat.xz terms/train-plus.jsonl terms/extend.json && split -b 58M -d plus.tar xpart.)
+  local next=$(ls -d "$out"/p* | wc -l) first=
+  for p in "$work"/xpart.*; do
+    d=$(printf "%s/p%02d" "$out" "$next"); next=$((next + 1)); mkdir -p "$d"; mv "$p" "$d/"; first=${first:-$d}
+  done
+  sha256sum "$work/plus.tar" | cut -c1-64 > "$first/xpayload.sha"
+  cat "$work/terms/extend.json"; rm -rf "$work"
+  echo "staged $(ls "$out"/p*/xpart.* | wc -l) more parts in $out"
+}
+
+install_plus() {  # the parts stage_plus made, when they were carried: DIR/train-plus.jsonl and shard-1.dat
+  [ -f /tmp/r/terms/train-plus.jsonl ] && return 0
+  cd /tmp/stage-r && cat xpart.* > plus.tar && echo "$(cat xpayload.sha)  plus.tar" | sha256sum -c - || return 1
+  tar xf plus.tar -C /tmp/r && rm plus.tar xpart.* && xz -d -T0 /tmp/r/terms/shard-1.dat.xz
+  cd "$here"
 }
 
 install() {
@@ -106,6 +133,7 @@ export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHON
 
 case $step in
   stage) stage ;;
+  stage-plus) stage_plus ;;
   R)
     # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same run
     # with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs.
@@ -224,6 +252,11 @@ for name in ('shipped', 'shipped2'):
       ru[phonemes-t$n]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
       configs="$configs phonemes-t$n"
     done
+    if [ -n "${RU_PLUS:-}" ]; then  # RU_PLUS=1: the phonemes config on train-plus.jsonl (stage-plus's parts carried)
+      install_plus || exit 1
+      ru[phonemes-plus]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-plus.jsonl\"}}"
+      configs="$configs phonemes-plus"
+    fi
     specs=(); for name in $configs; do specs+=("$name:${ru[$name]}"); done
     for name in $configs; do  # carried in by STATE: go on from it
       state=/tmp/stage-r/state-$name

@@ -125,6 +125,60 @@ def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100,
     return train, valid, test
 
 
+def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
+    """More training terms for a corpus, its validation, test and glossary as they are (issue 42's curve:
+    the same test, against the same glossary, trained on more distinct terms): n of its distractors (by
+    the sha256 of their text) said in the first `voices` training voices, in the training carriers, with
+    no-term chunks at 1 in 10 (phrases none of the corpus's). Writes DIR/shard-1.dat, DIR/train-plus.jsonl
+    (train.jsonl's chunks, then these) and DIR/extend.json. The terms were distractors: fewer remain."""
+    import hashlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from asr_distill.glossary import Glossary
+    from asr_distill.retrieval.data import ChunkSet
+    from asr_distill.retrieval.split import leaks
+
+    glossary = json.loads((folder / "glossary.json").read_text())["terms"]
+    records = {name: [json.loads(line) for line in (folder / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+               for name in ("train", "valid", "test")}
+    spoken = {r["term"] for part in records.values() for r in part if r["term"]}
+    distractors = sorted(set(glossary) - spoken, key=lambda t: hashlib.sha256(t.encode()).digest())
+    if n > len(distractors):
+        raise SystemExit(f"{n} terms asked, the corpus has {len(distractors)} distractors")
+    rng, phrases = random.Random(seed + 2), {r["text"] for part in records.values() for r in part}
+    terms, rows = distractors[:n], []
+    for v, voice in enumerate(TRAIN_VOICES[:voices]):
+        speaker = f"train{v}:{voice[0]}"
+        said = [(f"{t}-plus{v}", t, rng.choice(TRAIN_CARRIERS).format(t=t)) for t in terms]
+        said += [(f"none{i}-plus{v}", None, text) for i, text in enumerate(no_term_phrases(n // 10, rng, phrases))]
+        rows += [{"key": key, "term": t, "terms": [t] if t else [], "text": text, "speaker": speaker,
+                  "_say": (text, *voice)} for key, t, text in said]
+    with ThreadPoolExecutor(workers) as pool:
+        audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
+    at = 0
+    with open(folder / "shard-1.dat", "wb") as f:
+        for row, pcm in zip(rows, audio):
+            data = pcm.tobytes()
+            f.write(data)
+            row["uri"] = f"shard-1.dat#offset={at}&length={len(data)}"
+            at += len(data)
+            del row["_say"]
+    plus = folder / "train-plus.jsonl"
+    plus.write_text("".join(json.dumps(r) + "\n" for r in records["train"] + rows))
+    g = Glossary.load(folder / "glossary.json")
+    found = leaks(ChunkSet(plus, g).chunks, [ChunkSet(folder / f"{s}.jsonl", g).chunks for s in ("valid", "test")], g)
+    if found["terms"] or found["speakers"]:
+        plus.unlink()
+        raise SystemExit(f"the new chunks would leak held-out terms or speakers: {found}")
+    info = {"extra_terms": n, "extra_voices": [v[0] for v in TRAIN_VOICES[:voices]], "extra_chunks": len(rows),
+            "train_terms": len({r["term"] for r in records["train"] + rows if r["term"]}),
+            "train_chunks": len(records["train"]) + len(rows), "distractors_left": len(distractors) - n,
+            "audio_s": round(sum(len(a) for a in audio) / 16000, 1), "seed": seed}
+    (folder / "extend.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps(info))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -140,7 +194,11 @@ def main(argv=None) -> int:
     ap.add_argument("--enrol", action="store_true",
                     help="also enrol.jsonl: every glossary term said alone in a voice of its own (data.enrol_chunks)")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--extend", type=int, metavar="N",
+                    help="--out is a corpus already made: N of its distractors are said in training too (--train-voices)")
     args = ap.parse_args(argv)
+    if args.extend:
+        return extend(args.out, args.extend, args.train_voices, args.seed, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     n = args.terms + args.distractors
     words = with_multiword(pick_terms(int(n * (1 + 1.1 * args.multiword)) + 20, args.seed, args.pool), n,
