@@ -237,8 +237,9 @@ class TermsConfig(_Section):
                              "written but not spoken in 0.5% of segments; with 5, 0.365 and 9.5%).")
     hints_threshold: Optional[float] = Field(None, ge=-1, le=1, description="Least retriever score of a hint; None: "
                                              "the one its training run chose on validation for hints (test.json "
-                                             "`hint_threshold`: the lowest at which three hints in four are right), "
-                                             "else its `operating_threshold`.")
+                                             "`hint_threshold`: the lowest at which three hints in four are right; "
+                                             "none when it found no such score), else (a run from before "
+                                             "hints) its `operating_threshold`.")
     hints_device: Literal["cpu", "cuda"] = Field("cpu", description="Where the retriever scores segments.")
 
 

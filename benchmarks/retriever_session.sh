@@ -27,7 +27,7 @@
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
 # Here, after stage: bash benchmarks/retriever_session.sh stage-plus   (PLUS_TERMS=6000 of the corpus's distractors
 #   also said in training, in PLUS_VOICES=3 voices: term_corpus.py --extend; parts after the corpus's, carried
-#   the same way; then RU_PLUS=1 RU trains the phonemes config on them too, as phonemes-plus)
+#   the same way; then RU_PLUS="phonemes ..." RU trains those configs on them too, as phonemes-plus, ...)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -252,11 +252,14 @@ for name in ('shipped', 'shipped2'):
       ru[phonemes-t$n]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
       configs="$configs phonemes-t$n"
     done
-    if [ -n "${RU_PLUS:-}" ]; then  # RU_PLUS=1: the phonemes config on train-plus.jsonl (stage-plus's parts carried)
-      install_plus || exit 1
-      ru[phonemes-plus]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-plus.jsonl\"}}"
-      configs="$configs phonemes-plus"
-    fi
+    # RU_PLUS="phonemes phonemes-nomeaning": those configs also on train-plus.jsonl (stage-plus's parts carried),
+    # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config)
+    [ -n "${RU_PLUS:-}" ] && { install_plus || exit 1; }
+    for name in ${RU_PLUS:-}; do
+      [ -n "${ru[$name]:-}" ] || { echo "RU_PLUS: no config $name" >&2; exit 2; }
+      ru[$name-plus]="${ru[$name]%\}}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-plus.jsonl\"}}"
+      configs="$configs $name-plus"
+    done
     specs=(); for name in $configs; do specs+=("$name:${ru[$name]}"); done
     for name in $configs; do  # carried in by STATE: go on from it
       state=/tmp/stage-r/state-$name

@@ -56,6 +56,7 @@ def test_the_shipped_config_validates_and_a_bad_one_is_a_clear_error(tmp_path, c
     # a term also read by its phonemes: terms never heard 0.04 -> 0.41 Recall@10 against 12 300 terms, seen
     # 0.68 -> 0.76 (RESULTS.md, 2026-12-06 end of day); the threshold its validation's 95% point
     assert (cfg.model.char_layers, cfg.model.char_input, cfg.train.no_term_threshold) == (4, "phonemes", 0.18)
+    assert cfg.model.term_meaning is True and cfg.model.char_dropout == 0  # the phonemes-alone run: not side by side yet
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {audio_model: x}\ndata: {train_chunks: a, valid_chunks: v, test_chunks: b, glossary: g, batch_size: 1}\n"
                    "train: {output_dir: o}\n")
@@ -316,6 +317,20 @@ def test_a_terms_spelling_is_a_bag_of_hashed_ngrams_that_starts_at_zero_and_trai
     spelled.embed_terms(ids)[:, 0].sum().backward()
     assert spelled.spelling.table.weight.grad.abs().sum() > 0 and spelled.spelling.table.weight.grad[0].abs().sum() == 0
     assert "spelling.table.weight" in spelled.trainable_state() and "term_base" not in spelled.trainable_state()
+
+
+def test_a_threshold_the_run_chose_is_read_beside_its_checkpoint(tmp_path):
+    """find's and the hints' defaults: test.json's figure; not said (an older run): None, the caller's own
+    default; said as null (no score gave three hints in four on validation): nothing passes it."""
+    from asr_distill.retrieval.find import chosen_threshold
+
+    ckpt = tmp_path / "final.pt"
+    assert chosen_threshold(ckpt, "hint_threshold") is None  # no test.json
+    (tmp_path / "test.json").write_text(json.dumps({"operating_threshold": 0.22, "hint_threshold": None}))
+    assert chosen_threshold(ckpt, "operating_threshold") == 0.22
+    assert chosen_threshold(ckpt, "hint_threshold") == float("inf")
+    (tmp_path / "test.json").write_text(json.dumps({"operating_threshold": 0.22}))
+    assert chosen_threshold(ckpt, "hint_threshold") is None
 
 
 def test_the_hint_threshold_is_the_lowest_where_three_hints_in_four_are_right():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -32,6 +33,10 @@ class TermHints(beam.DoFn):
         threshold = self._cfg.hints_threshold
         if threshold is None:  # the run's, chosen on validation for hints; else its operating threshold
             threshold = chosen_threshold(self._checkpoint, "hint_threshold")
+            if threshold == math.inf:
+                log.warning("the retriever %s found no score at which three hints in four were right on its "
+                            "validation split: no segment gets a hint (terms.hints_threshold sets one)",
+                            self._checkpoint)
         self._finder = shared_finder(self._checkpoint, self._glossary, self._cfg.hints_device, threshold)
 
     def process(self, seg: Segment):

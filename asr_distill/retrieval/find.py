@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -157,10 +158,14 @@ class TermFinder:
 def chosen_threshold(checkpoint: str | Path, name: str) -> Optional[float]:
     """A threshold the checkpoint's training run chose on validation (`test.json` beside it):
     `operating_threshold` (keeps 95% of term chunks: finding terms) or `hint_threshold` (three hints in
-    four right: the teacher's hints); None when the run did not say."""
+    four right: the teacher's hints); None when the run did not say (no test.json, or a run from before
+    that figure); infinity when it said none reaches it (null: no score at which three hints in four were
+    right on validation), so nothing passes it."""
     chosen = Path(checkpoint).parent / "test.json"
-    value = json.loads(chosen.read_text()).get(name) if chosen.exists() else None
-    return None if value is None else float(value)
+    said = json.loads(chosen.read_text()) if chosen.exists() else {}
+    if name not in said:
+        return None
+    return math.inf if said[name] is None else float(said[name])
 
 
 def best_terms(scores: dict[str, float], top_k: int, threshold: Optional[float] = None) -> tuple[str, ...]:
