@@ -3,6 +3,7 @@ carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`
 
   python benchmarks/term_corpus.py --out DIR [--terms 700] [--unseen 100] [--unseen-valid 100]
                                    [--distractors 400] [--no-term-test 100] [--seed 0]
+  python benchmarks/term_corpus.py --out DIR --extend N [--train-voices 3]   # N distractors said in training too
 
 Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
 (`--pool`; glossary-like: real but not everyday), no two that espeak-ng pronounces the same; with
