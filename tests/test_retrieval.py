@@ -394,6 +394,45 @@ def test_a_training_subset_keeps_n_terms_and_leaks_none(tmp_path):
     assert (bigger["train_terms"], bigger["chunks"], bigger["dropped_for_leaks"]) == (6, 12, 0)
 
 
+def test_a_corpus_extended_trains_more_terms_against_the_same_test_and_glossary(tmp_path, monkeypatch):
+    """benchmarks/term_corpus.py --extend (issue 42's curve): N of the corpus's distractors said in training
+    too, in a shard of their own; validation, test and the glossary stay as they were; a new chunk that would
+    say a held-out term is refused."""
+    import numpy as np
+    from benchmarks import term_corpus
+
+    spoken, distractors = ["pear", "plum", "fig"], ["kiwi", "lime", "date", "quince"]
+    (tmp_path / "glossary.json").write_text(json.dumps({"terms": sorted(spoken + distractors)}))
+    (tmp_path / "shard-0.dat").write_bytes(bytes(3200 * 4))
+
+    def rec(i, term, speaker):
+        return json.dumps({"key": f"{term}-{speaker}", "term": term, "terms": [term], "text": f"say {term}",
+                           "speaker": speaker, "uri": f"shard-0.dat#offset={i * 3200}&length=3200"}) + "\n"
+    (tmp_path / "train.jsonl").write_text(rec(0, "pear", "train0:en-us") + rec(1, "plum", "train0:en-us"))
+    (tmp_path / "valid.jsonl").write_text(rec(2, "pear", "valid0:x"))
+    (tmp_path / "test.jsonl").write_text(rec(3, "fig", "test0:y"))  # fig: never heard
+    before = {f: (tmp_path / f).read_text() for f in ("glossary.json", "valid.jsonl", "test.jsonl", "train.jsonl")}
+    said = []
+    monkeypatch.setattr(term_corpus, "speak", lambda text, *voice: said.append((text, voice[0])) or np.ones(800, np.int16))
+    monkeypatch.setattr(term_corpus, "no_term_phrases", lambda n, rng, taken: [f"nothing {i}" for i in range(n)])
+    assert term_corpus.main(["--out", str(tmp_path), "--extend", "3", "--train-voices", "2", "--workers", "1"]) == 0
+    info = json.loads((tmp_path / "extend.json").read_text())
+    plus = [json.loads(line) for line in (tmp_path / "train-plus.jsonl").read_text().splitlines()]
+    new = plus[2:]
+    assert plus[:2] == [json.loads(line) for line in before["train.jsonl"].splitlines()]
+    assert {r["term"] for r in new} <= set(distractors) and len({r["term"] for r in new}) == 3
+    assert [r["speaker"] for r in new] == ["train0:en-us"] * 3 + ["train1:en-gb+m3"] * 3  # 3 terms, no no-term (3 // 10)
+    assert [r["uri"] for r in new] == [f"shard-1.dat#offset={i * 1600}&length=1600" for i in range(6)]
+    assert (tmp_path / "shard-1.dat").stat().st_size == 6 * 1600 and len(said) == 6
+    assert all(r["term"] in r["text"] for r in new) and (info["train_terms"], info["distractors_left"]) == (5, 1)
+    assert {f: (tmp_path / f).read_text() for f in before} == before  # the held-out splits and glossary as they were
+    # a no-term phrase of the new chunks that says the test's never-heard term: refused, nothing written
+    monkeypatch.setattr(term_corpus, "no_term_phrases", lambda n, rng, taken: ["a fig here"])
+    with pytest.raises(SystemExit, match="leak"):
+        term_corpus.main(["--out", str(tmp_path), "--extend", "3", "--train-voices", "1", "--workers", "1"])
+    assert not (tmp_path / "train-plus.jsonl").exists()
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)
