@@ -45,6 +45,8 @@ from asr_distill.retrieval.model import BATCHING, PACK_POSITIONS, AudioTower, Re
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12}
 QWEN2_AUDIO = dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
                    num_mel_bins=128, max_source_positions=1500)
+WHISPER_BASE = dict(QWEN2_AUDIO, d_model=512, encoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048,
+                    num_mel_bins=80)  # the tower issue 42's runs train (the same layers, Whisper base's sizes)
 
 
 def shard(folder: Path, n: int, seed: int = 0, glossary: int = 1000) -> Path:
@@ -199,6 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ways", default="pad30:32,padded:64,packed:128,varlen:128,varlen:256")
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--tiny", action="store_true", help="a 2-layer tower of width 64 on the CPU: checks the code")
+    ap.add_argument("--whisper-base", action="store_true", help="Whisper base's sizes, not Qwen2-Audio's")
     ap.add_argument("--glossary", type=int, default=1000, help="made-up glossary terms (the chunks say 500 of them)")
     ap.add_argument("--char-layers", type=int, default=0, help="a characters' encoder of this depth on the term side")
     ap.add_argument("--glossary-gradient", default="all", help="loss.glossary_gradient, one or several: all,chosen")
@@ -207,7 +210,7 @@ def main(argv=None) -> int:
 
     device = torch.device("cpu" if args.tiny else "cuda")
     dims = dict(QWEN2_AUDIO, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128) \
-        if args.tiny else QWEN2_AUDIO
+        if args.tiny else WHISPER_BASE if args.whisper_base else QWEN2_AUDIO
     encoder_cfg = Qwen2AudioEncoderConfig(**dims)
     with tempfile.TemporaryDirectory() as tmp:
         index = shard(Path(tmp), 256 if args.tiny else 4096, glossary=args.glossary)
