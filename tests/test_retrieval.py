@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -491,6 +492,26 @@ def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glo
     fresh.eval()
     assert torch.allclose(fresh.embed_terms(torch.arange(2)), read.embed_terms(torch.arange(2)))
 
+
+
+def test_a_whole_glossary_is_read_in_groups_of_like_length_with_the_same_keys():
+    """Characters: many terms at once (a step's whole glossary) go through the encoder in groups sorted by
+    length, each padded to its own longest; every term's key is what it is read alone, in its place."""
+    from asr_distill.retrieval.model import Characters
+
+    rng = random.Random(0)
+    terms = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 40))) for _ in range(1100)]
+    torch.manual_seed(0)
+    read = Characters(terms, 8, layers=2, d_model=16)
+    torch.nn.init.normal_(read.out.weight, std=0.5)
+    read.eval()
+    with torch.no_grad():
+        together = read(torch.arange(len(terms)))  # 2 groups of 550
+        alone = torch.cat([read(torch.tensor([i])) for i in range(0, len(terms), 37)])
+    assert torch.allclose(together[::37], alone, atol=1e-5)
+    read.train()  # and it trains through the regrouping
+    read(torch.arange(len(terms)))[:, 0].sum().backward()
+    assert read.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
 
 
 def test_a_term_keyed_without_its_meaning_and_read_with_symbols_dropped():

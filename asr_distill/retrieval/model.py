@@ -252,6 +252,7 @@ class Characters(nn.Module):
     starts at zero: an untrained retriever embeds terms as without it."""
 
     MAX_LEN = 64  # bytes kept of a term (with its two edge marks)
+    BUCKET_TERMS = 512  # many terms at once (the whole glossary): read in groups of like length, up to 8
 
     def __init__(self, terms: Sequence[str], width: int, layers: int = 4, d_model: int = 256, heads: int = 4,
                  readings: Optional[Sequence[str]] = None, dropout: float = 0.0):
@@ -282,7 +283,17 @@ class Characters(nn.Module):
 
     def forward(self, term_ids: torch.Tensor) -> torch.Tensor:
         ids = self.ids[term_ids]
-        ids = ids[:, : max(2, int((ids > 0).sum(1).max()))]  # the batch's longest term, not MAX_LEN
+        groups = min(8, len(ids) // self.BUCKET_TERMS)
+        if groups < 2:
+            return self._read(ids)
+        # each group padded to its own longest term: a glossary's phonemes are 14 symbols on average and
+        # 38 at most (issue 42's 12 300 terms), so one batch would be two thirds padding
+        order = torch.argsort((ids > 0).sum(1), stable=True)
+        out = torch.cat([self._read(ids[part]) for part in order.tensor_split(groups)])
+        return out[torch.argsort(order)]
+
+    def _read(self, ids: torch.Tensor) -> torch.Tensor:
+        ids = ids[:, : max(2, int((ids > 0).sum(1).max()))]  # the longest term here, not MAX_LEN
         pad = ids == 0
         if self.training and self.symbol_dropout > 0:  # the edge marks stay: no term is left empty
             symbol = (ids > 0) & (ids < 257)
