@@ -25,6 +25,9 @@
 #           bash benchmarks/retriever_session.sh STATE NAME   (next session, after the parts: carrying
 #                                                          .stage-r/state-NAME/best, then .../last; then RU goes on)
 #           bash benchmarks/retriever_session.sh S        (speed: pad30 / padded / packed / varlen, Qwen2-Audio's tower)
+#           bash benchmarks/retriever_session.sh SW       (speed at Whisper base's sizes, a 12 300-term glossary read
+#                                                          by phonemes: loss.glossary_gradient all / chosen; then
+#                                                          GLOSSARY_GRADIENT=chosen for the runs above if it wins)
 # Here, after stage: bash benchmarks/retriever_session.sh stage-plus   (PLUS_TERMS=6000 of the corpus's distractors
 #   also said in training, in PLUS_VOICES=3 voices: term_corpus.py --extend; parts after the corpus's, carried
 #   the same way; then RU_PLUS="phonemes ..." RU trains those configs on them too, as phonemes-plus, ...)
@@ -112,6 +115,8 @@ import os
 if os.path.exists("/tmp/r/terms/enrol.jsonl"):  # a corpus staged with --enrol: test.json also has `enrolled`
     cfg["data"]["enrol_chunks"] = "/tmp/r/terms/enrol.jsonl"
 cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
+if os.environ.get("GLOSSARY_GRADIENT"):  # all / chosen: the same loss and gradients, another cost a step
+    cfg["loss"]["glossary_gradient"] = os.environ["GLOSSARY_GRADIENT"]
 for section, values in extra.items():
     cfg[section].update(values)
 yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{name}.yaml", "w"))
@@ -372,5 +377,10 @@ if speed:
     open(path, "a").write(json.dumps(speed) + "\n")
 EOF
     ;;
-  *) echo "usage: $0 stage|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S" >&2; exit 2 ;;
+  SW)
+    install || exit 1
+    timeout "${LIMIT_S:-300}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --whisper-base --steps 20 \
+      --ways varlen:64 --glossary 12300 --char-layers 4 --glossary-gradient all,chosen,chosen,all 2>&1 | grep -v Warning | tail -6
+    ;;
+  *) echo "usage: $0 stage|stage-plus|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S|SW" >&2; exit 2 ;;
 esac
