@@ -36,6 +36,7 @@ import sys
 import tarfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,11 +136,13 @@ def spark_home() -> Path:
 def fetch() -> None:
     """Everything the clusters need from the network (the job servers from Maven, Flink's and Spark's
     jars from PyPI), so that starting one later only starts processes: `make test` runs this beside the
-    system packages' install, not on the critical path of the test worker that starts the clusters."""
-    for name in ("flink", "spark"):
-        print(build_job_server(name))
-    print(flink_home())
-    print(spark_home())
+    system packages' install, not on the critical path of the test worker that starts the clusters. The
+    Maven builds (one local repository: one after the other) and the two distributions go side by side."""
+    with ThreadPoolExecutor(3) as pool:
+        done = [pool.submit(lambda: [build_job_server(name) for name in ("flink", "spark")]),
+                pool.submit(flink_home), pool.submit(spark_home)]
+        for job in done:
+            print(job.result())
 
 
 # ----------------------------------------------------------------------------------- processes
