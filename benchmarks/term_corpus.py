@@ -126,6 +126,22 @@ def plan(terms: list[str], unseen: int, seed: int, no_term_test: int = 100,
     return train, valid, test
 
 
+def say_into_shard(rows: list[dict], shard: Path, workers: int) -> list[np.ndarray]:
+    """Each row's `_say` spoken (in `workers` threads) and written to `shard` back to back; the row's `uri`
+    is its range there and `_say` is dropped. Returns the samples, row by row."""
+    with ThreadPoolExecutor(workers) as pool:
+        audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
+    at = 0
+    with open(shard, "wb") as f:
+        for row, pcm in zip(rows, audio):
+            data = pcm.tobytes()
+            f.write(data)
+            row["uri"] = f"{shard.name}#offset={at}&length={len(data)}"
+            at += len(data)
+            del row["_say"]
+    return audio
+
+
 def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
     """More training terms for a corpus, its validation, test and glossary as they are (issue 42's curve:
     the same test, against the same glossary, trained on more distinct terms): n of its distractors (by
@@ -154,16 +170,7 @@ def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
         said += [(f"none{i}-plus{v}", None, text) for i, text in enumerate(no_term_phrases(n // 10, rng, phrases))]
         rows += [{"key": key, "term": t, "terms": [t] if t else [], "text": text, "speaker": speaker,
                   "_say": (text, *voice)} for key, t, text in said]
-    with ThreadPoolExecutor(workers) as pool:
-        audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
-    at = 0
-    with open(folder / "shard-1.dat", "wb") as f:
-        for row, pcm in zip(rows, audio):
-            data = pcm.tobytes()
-            f.write(data)
-            row["uri"] = f"shard-1.dat#offset={at}&length={len(data)}"
-            at += len(data)
-            del row["_say"]
+    audio = say_into_shard(rows, folder / "shard-1.dat", workers)
     plus = folder / "train-plus.jsonl"
     plus.write_text("".join(json.dumps(r) + "\n" for r in records["train"] + rows))
     g = Glossary.load(folder / "glossary.json")
@@ -211,16 +218,7 @@ def main(argv=None) -> int:
     enrol = [{"key": f"{t}-enrol", "term": t, "terms": [t], "text": t, "speaker": f"enrol:{ENROL_VOICE[0]}",
               "_say": (t, *ENROL_VOICE)} for t in glossary] if args.enrol else []
     rows = train + valid + test + enrol
-    with ThreadPoolExecutor(args.workers) as pool:
-        audio = list(pool.map(lambda r: speak(*r["_say"]), rows))
-    at = 0
-    with open(args.out / "shard-0.dat", "wb") as f:
-        for row, pcm in zip(rows, audio):
-            data = pcm.tobytes()
-            f.write(data)
-            row["uri"] = f"shard-0.dat#offset={at}&length={len(data)}"
-            at += len(data)
-            del row["_say"]
+    audio = say_into_shard(rows, args.out / "shard-0.dat", args.workers)
     for name, part in (("train", train), ("valid", valid), ("test", test), ("enrol", enrol)):
         if part:
             (args.out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
