@@ -293,6 +293,9 @@ for name in os.environ['CONFIGS'].split():
            'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
            'no_term_rejection_at_95': t['no_term_rejected_at_operating'], 'threshold_from_valid': t['operating_threshold'], 'ms_per_chunk': t['ms_per_chunk'],
            'epoch': t['epoch'], 'valid_recall_at_10': t['valid_recall@10']}
+    for k in ('by_speaker', 'said_terms_only'):  # where the misses come from (a voice; the distractors)
+        if k in t:
+            out[k] = t[k]
     e = t.get('enrolled')
     if e:  # the same test, each term also keyed by its synthetic audio (weight chosen on valid)
         out['enrolled'] = {'weight': e['weight'], 'seen_recall_at_10': e['seen_recall@10'],

@@ -457,6 +457,24 @@ def test_recall_against_the_whole_glossary_in_blocks():
         (0.9, 1.0, 0.2)
 
 
+def test_misses_are_broken_down_by_speaker_and_by_the_distractors_that_took_them():
+    from asr_distill.retrieval.evaluate import breakdown
+    glossary = torch.eye(64)[:50]  # term i is direction i; 40..49 are distractors, said by no split
+    truth = torch.tensor([4, 9, 17, 30, -1, 4])
+    audio = glossary[truth.clamp(min=0)].clone()
+    audio[4] = torch.eye(64)[60]  # a no-term chunk
+    audio[1] = 0.8 * glossary[45] + 0.6 * glossary[9]  # a distractor first, its own term 9 second
+    audio[5] = 0.8 * glossary[17] + 0.6 * glossary[4]  # a said term first, its own term 4 second
+    speakers = ["a", "a", "b", "b", "b", "b"]
+    out = breakdown(audio, truth, glossary, {4, 9, 17}, speakers, said=set(range(40)), term_block=7)
+    assert out["by_speaker"] == {
+        "a": {"chunks": 2, "seen_recall@1": 0.5, "seen_recall@10": 1.0, "unseen_recall@1": None, "unseen_recall@10": None},
+        "b": {"chunks": 3, "seen_recall@1": 0.5, "seen_recall@10": 1.0, "unseen_recall@1": 1.0, "unseen_recall@10": 1.0}}
+    # without the distractors, chunk 1's term is first; chunk 5's was taken by a said term, and stays second
+    assert out["said_terms_only"] == {"glossary_terms": 40, "seen_recall@1": 0.75, "seen_recall@10": 1.0,
+                                      "unseen_recall@1": 1.0, "unseen_recall@10": 1.0}
+
+
 def test_a_term_read_by_its_characters_starts_at_zero_trains_and_reads_a_new_glossary():
     from asr_distill.retrieval.model import Characters, Retriever
 
@@ -802,6 +820,10 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
     assert test["hint_threshold"] == best["hint_threshold"] and test["hint_precision_at_hint"] is not None
     assert test["no_term_rejected_at_operating"] is not None and test["term_chunks_rejected_at_operating"] is not None
     assert test["chunks"] == len(SPOKEN + UNSEEN) and test["unseen_term_chunks"] == len(UNSEEN)
+    # where misses come from: each test speaker's recall, and recall against the terms some split says
+    assert sorted(test["by_speaker"]) == sorted({json.loads(l)["speaker"] for l in (root / "test.jsonl").open()})
+    assert sum(s["chunks"] for s in test["by_speaker"].values()) == test["chunks"]
+    assert test["said_terms_only"]["seen_recall@10"] >= test["seen_recall@10"]
     # enrolment (data.enrol_chunks): the same test scored again with each term's synthetic audio as a
     # second key, its weight chosen on validation; the terms without it (the distractors) keep their text
     enrolled = test["enrolled"]

@@ -39,7 +39,7 @@ from asr_distill.config import ConfigError
 from asr_distill.glossary import Glossary, GlossaryError
 from asr_distill.retrieval import data as rdata
 from asr_distill.retrieval.config import RetrieverConfig, load_retriever_config
-from asr_distill.retrieval.evaluate import embed_chunks, evaluate, glossary_embeddings, summary_line
+from asr_distill.retrieval.evaluate import breakdown, embed_chunks, evaluate, glossary_embeddings, summary_line
 from asr_distill.retrieval.loss import mined_terms, retriever_loss
 from asr_distill.retrieval.model import build
 from asr_distill.retrieval.split import leaks
@@ -219,8 +219,9 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
 
-    def _embed(self, chunk_set: "rdata.ChunkSet") -> tuple[torch.Tensor, torch.Tensor]:
-        """The chunks' audio embeddings (n, d) and their term ids (-1: no term), in matching order."""
+    def _embed(self, chunk_set: "rdata.ChunkSet", speakers: bool = False) -> tuple:
+        """The chunks' audio embeddings (n, d) and their term ids (-1: no term), in matching order (and
+        their speakers, with `speakers`)."""
         cfg = self.cfg
         dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
@@ -228,7 +229,8 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
             audio, order = embed_chunks(self.model, batches, self.device)
         chunks = [chunk_set.chunks[i] for i in order.tolist()]
-        return audio.float(), torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
+        term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
+        return (audio.float(), term_ids, [c.speaker for c in chunks]) if speakers else (audio.float(), term_ids)
 
     def _glossary(self) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
@@ -358,12 +360,16 @@ class Trainer:
         else:  # a run from before hint_threshold: validation scored again, with the chosen weights
             hint = self._scores(self._embed(self.valid_set))["hint_threshold"]
         t0 = time.time()
-        test = self._embed(self.test_set)
-        figures = self._scores(test, best["line"].get("threshold_keeping_95"), hint=hint)
+        *test, speakers = self._embed(self.test_set, speakers=True)
+        glossary = self._glossary()
+        figures = self._scores(test, best["line"].get("threshold_keeping_95"), glossary, hint=hint)
         figures["hint_threshold"] = hint  # validation's, not test's own
         seconds = time.time() - t0  # every chunk's audio embedded and scored against the whole glossary
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
+        said = self.train_set.term_ids() | self.valid_set.term_ids() | self.test_set.term_ids()
+        metrics.update(breakdown(*test, glossary, self.train_set.term_ids(), speakers, said,
+                                 self.cfg.train.eval_batch_size))
         if self.enrol_set is not None:
             metrics["enrolled"] = self.enrolled(test)
         tmp = self.out / ".test.json.tmp"
