@@ -31,6 +31,9 @@
 # Here, after stage: bash benchmarks/retriever_session.sh stage-plus   (PLUS_TERMS=6000 of the corpus's distractors
 #   also said in training, in PLUS_VOICES=3 voices: term_corpus.py --extend; parts after the corpus's, carried
 #   the same way; then RU_PLUS="phonemes ..." RU trains those configs on them too, as phonemes-plus, ...)
+# Here, after stage: bash benchmarks/retriever_session.sh stage-context   (each training term chunk said again,
+#   in its voice, among 0-3 everyday words each side drawn afresh, none of the held-out carriers' words:
+#   term_corpus.py --contexts; 8 parts for the six-voice corpus; then RU_CONTEXT="phonemes ..." trains on them)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -66,79 +69,53 @@ EOF
   echo "staged $(ls "$out" | wc -l) parts in $out"; du -sh "$out"/p*
 }
 
-stage_plus() {  # more training terms for the corpus staged in .stage-r (term_corpus.py --extend): parts pNN after its own
+# More training data for the corpus staged in .stage-r, as parts pNN after its own (their files: prefix
+# x for plus, c for context, so that both can travel):
+#   plus:    term_corpus.py --extend PLUS_TERMS --train-voices PLUS_VOICES -> shard-1.dat, train-plus.jsonl
+#   context: term_corpus.py --contexts (each training term said again among everyday words) -> shard-2.dat,
+#            train-context.jsonl
+more_kind() {  # KIND -> "prefix shard train info args"
+  case $1 in
+    plus) echo "x shard-1.dat train-plus.jsonl extend.json --extend ${PLUS_TERMS:-6000} --train-voices ${PLUS_VOICES:-3}" ;;
+    context) echo "c shard-2.dat train-context.jsonl context.json --contexts" ;;
+    *) echo "no such kind of training data: $1" >&2; return 2 ;;
+  esac
+}
+
+stage_more() {  # KIND
   local py=${PYTHON:-$here/.venv/bin/python} work=$here/.cache/retriever-stage out=$here/.stage-r
+  local kind; kind=($(more_kind "$1")) || return 2
+  local x=${kind[0]} shard=${kind[1]} train=${kind[2]} info=${kind[3]}
   rm -rf "$work" && mkdir -p "$work"
-  for d in "$out"/p*; do ls "$d"/xpart.* >/dev/null 2>&1 && rm -rf "$d"; done  # a stage-plus before this one
+  for d in "$out"/p*; do ls "$d"/${x}part.* >/dev/null 2>&1 && rm -rf "$d"; done  # staged before: made again
   cat "$out"/p*/part.* | tar x -C "$work" ./terms && xz -d -T0 "$work/terms/shard-0.dat.xz" || return 1
-  $py "$here/benchmarks/term_corpus.py" --out "$work/terms" --extend ${PLUS_TERMS:-6000} --train-voices ${PLUS_VOICES:-3} || return 1
-  xz -T0 -3 "$work/terms/shard-1.dat"
-  (cd "$work" && tar cf plus.tar terms/shard-1.dat.xz terms/train-plus.jsonl terms/extend.json && split -b 58M -d plus.tar xpart.)
+  $py "$here/benchmarks/term_corpus.py" --out "$work/terms" "${kind[@]:4}" || return 1
+  xz -T0 -3 "$work/terms/$shard"
+  (cd "$work" && tar cf more.tar "terms/$shard.xz" "terms/$train" "terms/$info" && split -b 58M -d more.tar ${x}part.)
   local next=$(ls -d "$out"/p* | wc -l) first=
-  for p in "$work"/xpart.*; do
+  for p in "$work"/${x}part.*; do
     d=$(printf "%s/p%02d" "$out" "$next"); next=$((next + 1)); mkdir -p "$d"; mv "$p" "$d/"; first=${first:-$d}
   done
-  sha256sum "$work/plus.tar" | cut -c1-64 > "$first/xpayload.sha"
-  cat "$work/terms/extend.json"; rm -rf "$work"
-  echo "staged $(ls "$out"/p*/xpart.* | wc -l) more parts in $out"
+  sha256sum "$work/more.tar" | cut -c1-64 > "$first/${x}payload.sha"
+  cat "$work/terms/$info"; rm -rf "$work"
+  echo "staged $(ls "$out"/p*/${x}part.* | wc -l) more parts in $out"
 }
 
-install_plus() {  # the parts stage_plus made, when they were carried: DIR/train-plus.jsonl and shard-1.dat
-  [ -f /tmp/r/terms/train-plus.jsonl ] && return 0
-  cd /tmp/stage-r && cat xpart.* > plus.tar && echo "$(cat xpayload.sha)  plus.tar" | sha256sum -c - || return 1
-  tar xf plus.tar -C /tmp/r && rm plus.tar xpart.* && xz -d -T0 /tmp/r/terms/shard-1.dat.xz
+install_more() {  # KIND: the parts stage_more made, when they were carried
+  local kind; kind=($(more_kind "$1")) || return 2
+  local x=${kind[0]} shard=${kind[1]} train=${kind[2]}
+  [ -f /tmp/r/terms/$train ] && return 0
+  cd /tmp/stage-r && cat ${x}part.* > more.tar && echo "$(cat ${x}payload.sha)  more.tar" | sha256sum -c - || return 1
+  tar xf more.tar -C /tmp/r && rm more.tar ${x}part.* && xz -d -T0 /tmp/r/terms/$shard.xz
   cd "$here"
-}
-
-install() {
-  [ -d /tmp/r/wheels ] && return 0
-  cd /tmp/stage-r && cat part.* > payload.tar && echo "$(cat payload.sha)  payload.tar" | sha256sum -c - || return 1
-  mkdir -p /tmp/r && tar xf payload.tar -C /tmp/r && rm payload.tar part.*
-  xz -d -T0 /tmp/r/terms/shard-0.dat.xz
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/r/wheels/*.whl
-  cd "$here"
-}
-
-train_side_by_side() {  # NAME:JSON ... : the full run's config with JSON's sections merged over it, all on one GPU
-  local spec name
-  for spec in "$@"; do
-    name=${spec%%:*}
-    python3 - "$name" "${spec#*:}" <<'EOF'
-import json, sys, yaml
-name, extra = sys.argv[1], json.loads(sys.argv[2])
-cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
-cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
-cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", valid_chunks="/tmp/r/terms/valid.jsonl",
-                   test_chunks="/tmp/r/terms/test.jsonl",
-                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
-import os
-if os.path.exists("/tmp/r/terms/enrol.jsonl"):  # a corpus staged with --enrol: test.json also has `enrolled`
-    cfg["data"]["enrol_chunks"] = "/tmp/r/terms/enrol.jsonl"
-cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
-if os.environ.get("GLOSSARY_GRADIENT"):  # all / chosen: the same loss and gradients, another cost a step
-    cfg["loss"]["glossary_gradient"] = os.environ["GLOSSARY_GRADIENT"]
-for section, values in extra.items():
-    cfg[section].update(values)
-yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{name}.yaml", "w"))
-EOF
-    # --resume: a run that its call's time limit stopped goes on from its last epoch in the next call
-    timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
-      --config /tmp/r/retriever-$name.yaml --resume >> "$OUT/train-$name.log" 2>&1 &
-  done
-  wait
-  for spec in "$@"; do
-    name=${spec%%:*}
-    echo "== $name"; grep "epoch\|done" "$OUT/train-$name.log" | tail -2
-    cp /tmp/r/run-$name/metrics.jsonl "$OUT/metrics-$name.jsonl"; cp /tmp/r/retriever-$name.yaml "$OUT/"
-    cp /tmp/r/run-$name/test.json "$OUT/test-$name.json" 2>/dev/null  # the test split, scored once (since issue 42)
-  done
 }
 
 export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 
 case $step in
   stage) stage ;;
-  stage-plus) stage_plus ;;
+  stage-plus) stage_more plus ;;
+  stage-context) stage_more context ;;
   R)
     # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same run
     # with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs.
@@ -258,12 +235,16 @@ for name in ('shipped', 'shipped2'):
       configs="$configs phonemes-t$n"
     done
     # RU_PLUS="phonemes phonemes-nomeaning": those configs also on train-plus.jsonl (stage-plus's parts carried),
-    # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config)
-    [ -n "${RU_PLUS:-}" ] && { install_plus || exit 1; }
-    for name in ${RU_PLUS:-}; do
-      [ -n "${ru[$name]:-}" ] || { echo "RU_PLUS: no config $name" >&2; exit 2; }
-      ru[$name-plus]="${ru[$name]%\}}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-plus.jsonl\"}}"
-      configs="$configs $name-plus"
+    # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config);
+    # RU_CONTEXT="phonemes ...": on train-context.jsonl (stage-context's parts), as runs NAME-context
+    for kind in plus context; do
+      var=RU_${kind^^}
+      [ -n "${!var:-}" ] && { install_more $kind || exit 1; }
+      for name in ${!var:-}; do
+        [ -n "${ru[$name]:-}" ] || { echo "$var: no config $name" >&2; exit 2; }
+        ru[$name-$kind]="${ru[$name]%\}}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$kind.jsonl\"}}"
+        configs="$configs $name-$kind"
+      done
     done
     specs=(); for name in $configs; do specs+=("$name:${ru[$name]}"); done
     for name in $configs; do  # carried in by STATE: go on from it
@@ -293,7 +274,7 @@ for name in os.environ['CONFIGS'].split():
            'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
            'no_term_rejection_at_95': t['no_term_rejected_at_operating'], 'threshold_from_valid': t['operating_threshold'], 'ms_per_chunk': t['ms_per_chunk'],
            'epoch': t['epoch'], 'valid_recall_at_10': t['valid_recall@10']}
-    for k in ('by_speaker', 'said_terms_only'):  # where the misses come from (a voice; the distractors)
+    for k in ('by_speaker', 'by_carrier', 'said_terms_only'):  # where misses come from (a voice, a carrier, the distractors)
         if k in t:
             out[k] = t[k]
     e = t.get('enrolled')
@@ -385,5 +366,5 @@ EOF
     timeout "${LIMIT_S:-300}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --whisper-base --steps 20 \
       --ways varlen:64 --glossary 12300 --char-layers 4 --glossary-gradient all,chosen,chosen,all 2>&1 | grep -v Warning | tail -6
     ;;
-  *) echo "usage: $0 stage|stage-plus|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S|SW" >&2; exit 2 ;;
+  *) echo "usage: $0 stage|stage-plus|stage-context|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S|SW" >&2; exit 2 ;;
 esac

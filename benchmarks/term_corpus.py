@@ -4,6 +4,7 @@ carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`
   python benchmarks/term_corpus.py --out DIR [--terms 700] [--unseen 100] [--unseen-valid 100]
                                    [--distractors 400] [--no-term-test 100] [--seed 0]
   python benchmarks/term_corpus.py --out DIR --extend N [--train-voices 3]   # N distractors said in training too
+  python benchmarks/term_corpus.py --out DIR --contexts     # the training terms said again in contexts of their own
 
 Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
 (`--pool`; glossary-like: real but not everyday), no two that espeak-ng pronounces the same; with
@@ -142,6 +143,69 @@ def say_into_shard(rows: list[dict], shard: Path, workers: int) -> list[np.ndarr
     return audio
 
 
+def read_corpus(folder: Path) -> tuple[list[str], dict]:
+    """A corpus's glossary terms and its train, valid and test records."""
+    glossary = json.loads((folder / "glossary.json").read_text())["terms"]
+    return glossary, {name: [json.loads(line) for line in (folder / f"{name}.jsonl").read_text().splitlines()
+                             if line.strip()] for name in ("train", "valid", "test")}
+
+
+def write_training(folder: Path, name: str, rows: list[dict]) -> None:
+    """DIR/name: another training file for a corpus; refused (SystemExit, nothing written) if a chunk of it
+    says a held-out term or is said by a held-out speaker."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from asr_distill.glossary import Glossary
+    from asr_distill.retrieval.data import ChunkSet
+    from asr_distill.retrieval.split import leaks
+
+    path = folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    g = Glossary.load(folder / "glossary.json")
+    found = leaks(ChunkSet(path, g).chunks, [ChunkSet(folder / f"{s}.jsonl", g).chunks for s in ("valid", "test")], g)
+    if found["terms"] or found["speakers"]:
+        path.unlink()
+        raise SystemExit(f"the new chunks would leak held-out terms or speakers: {found}")
+
+
+def context_words() -> list[str]:
+    """The everyday words a term is said among (--contexts): wordfreq's first EVERYDAY, as no-term
+    phrases, less every word of the validation and test carriers (their contexts stay unheard)."""
+    from wordfreq import top_n_list
+
+    held = {w for c in VALID_CARRIERS + TEST_CARRIERS for w in c.replace("{t}", " ").split()}
+    return [w for w in top_n_list("en", EVERYDAY) if w.isascii() and w.isalpha() and w not in held]
+
+
+def in_context(term: str, rng: random.Random, words: list[str], most: int = 3) -> str:
+    """The term with 0..most everyday words before it and 0..most after, drawn afresh."""
+    return " ".join(rng.choices(words, k=rng.randint(0, most)) + [term] + rng.choices(words, k=rng.randint(0, most)))
+
+
+def contexts(folder: Path, seed: int, workers: int) -> int:
+    """The corpus's training terms said again, each chunk in a context of its own (in_context) in place of
+    the six training carriers, in the same voice: a model that heard a term only after "the" or before
+    "now" may not find it before "please" (issue 42: the test's carriers were its weak point). Writes
+    DIR/shard-2.dat, DIR/train-context.jsonl (these chunks, then train.jsonl's no-term ones, as they were)
+    and DIR/context.json; validation, test and the glossary are unchanged."""
+    _glossary, records = read_corpus(folder)
+    voices = {f"train{v}:{voice[0]}": voice for v, voice in enumerate(TRAIN_VOICES)}
+    rng, words = random.Random(seed + 3), context_words()
+    rows = []
+    for r in records["train"]:
+        if r["term"]:
+            text = in_context(r["term"], rng, words)
+            rows.append({**{k: v for k, v in r.items() if k != "uri"}, "key": f"{r['key']}-ctx", "text": text,
+                         "_say": (text, *voices[r["speaker"]])})
+    audio = say_into_shard(rows, folder / "shard-2.dat", workers)
+    write_training(folder, "train-context.jsonl", rows + [r for r in records["train"] if not r["term"]])
+    info = {"term_chunks": len(rows), "context_words": len(words), "most_each_side": 3,
+            "chunk_s_mean": round(sum(len(a) for a in audio) / 16000 / max(1, len(rows)), 2),
+            "audio_s": round(sum(len(a) for a in audio) / 16000, 1), "seed": seed}
+    (folder / "context.json").write_text(json.dumps(info, indent=1))
+    print(json.dumps(info))
+    return 0
+
+
 def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
     """More training terms for a corpus, its validation, test and glossary as they are (issue 42's curve:
     the same test, against the same glossary, trained on more distinct terms): n of its distractors (by
@@ -150,14 +214,7 @@ def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
     (train.jsonl's chunks, then these) and DIR/extend.json. The terms were distractors: fewer remain."""
     import hashlib
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from asr_distill.glossary import Glossary
-    from asr_distill.retrieval.data import ChunkSet
-    from asr_distill.retrieval.split import leaks
-
-    glossary = json.loads((folder / "glossary.json").read_text())["terms"]
-    records = {name: [json.loads(line) for line in (folder / f"{name}.jsonl").read_text().splitlines() if line.strip()]
-               for name in ("train", "valid", "test")}
+    glossary, records = read_corpus(folder)
     spoken = {r["term"] for part in records.values() for r in part if r["term"]}
     distractors = sorted(set(glossary) - spoken, key=lambda t: hashlib.sha256(t.encode()).digest())
     if n > len(distractors):
@@ -171,13 +228,7 @@ def extend(folder: Path, n: int, voices: int, seed: int, workers: int) -> int:
         rows += [{"key": key, "term": t, "terms": [t] if t else [], "text": text, "speaker": speaker,
                   "_say": (text, *voice)} for key, t, text in said]
     audio = say_into_shard(rows, folder / "shard-1.dat", workers)
-    plus = folder / "train-plus.jsonl"
-    plus.write_text("".join(json.dumps(r) + "\n" for r in records["train"] + rows))
-    g = Glossary.load(folder / "glossary.json")
-    found = leaks(ChunkSet(plus, g).chunks, [ChunkSet(folder / f"{s}.jsonl", g).chunks for s in ("valid", "test")], g)
-    if found["terms"] or found["speakers"]:
-        plus.unlink()
-        raise SystemExit(f"the new chunks would leak held-out terms or speakers: {found}")
+    write_training(folder, "train-plus.jsonl", records["train"] + rows)
     info = {"extra_terms": n, "extra_voices": [v[0] for v in TRAIN_VOICES[:voices]], "extra_chunks": len(rows),
             "train_terms": len({r["term"] for r in records["train"] + rows if r["term"]}),
             "train_chunks": len(records["train"]) + len(rows), "distractors_left": len(distractors) - n,
@@ -204,7 +255,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--extend", type=int, metavar="N",
                     help="--out is a corpus already made: N of its distractors are said in training too (--train-voices)")
+    ap.add_argument("--contexts", action="store_true",
+                    help="--out is a corpus already made: its training terms said again, each in a context of "
+                         "everyday words of its own (shard-2.dat, train-context.jsonl)")
     args = ap.parse_args(argv)
+    if args.contexts:
+        return contexts(args.out, args.seed, args.workers)
     if args.extend:
         return extend(args.out, args.extend, args.train_voices, args.seed, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)

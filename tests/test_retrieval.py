@@ -434,6 +434,46 @@ def test_a_corpus_extended_trains_more_terms_against_the_same_test_and_glossary(
     assert not (tmp_path / "train-plus.jsonl").exists()
 
 
+def test_a_corpus_said_again_in_contexts_of_its_own_keeps_its_terms_voices_and_held_out_splits(tmp_path, monkeypatch):
+    """benchmarks/term_corpus.py --contexts (issue 42): each training term chunk said again in the same
+    voice among everyday words drawn afresh, none of the validation's or test's carriers; the no-term
+    chunks, validation, test and glossary stay as they were; a context that says a held-out term is refused."""
+    import numpy as np
+    from benchmarks import term_corpus
+
+    (tmp_path / "glossary.json").write_text(json.dumps({"terms": ["fig", "pear", "plum"]}))
+    (tmp_path / "shard-0.dat").write_bytes(bytes(3200 * 5))
+
+    def rec(i, term, speaker, text=None):
+        return json.dumps({"key": f"{term}-{speaker}-{i}", "term": term, "terms": [term] if term else [],
+                           "text": text or f"say {term}", "speaker": speaker,
+                           "uri": f"shard-0.dat#offset={i * 3200}&length=3200"}) + "\n"
+    (tmp_path / "train.jsonl").write_text(rec(0, "pear", "train0:en-us") + rec(1, "plum", "train1:en-gb+m3")
+                                          + rec(2, None, "train1:en-gb+m3", "water under it"))
+    (tmp_path / "valid.jsonl").write_text(rec(3, "pear", "valid0:x"))
+    (tmp_path / "test.jsonl").write_text(rec(4, "fig", "test0:y"))  # fig: never heard
+    before = {f: (tmp_path / f).read_text() for f in ("glossary.json", "valid.jsonl", "test.jsonl", "train.jsonl")}
+    said = []
+    monkeypatch.setattr(term_corpus, "speak", lambda text, *voice: said.append((text, voice)) or np.ones(800, np.int16))
+    assert term_corpus.main(["--out", str(tmp_path), "--contexts", "--workers", "1"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "train-context.jsonl").read_text().splitlines()]
+    assert [(r["term"], r["speaker"]) for r in rows] == [("pear", "train0:en-us"), ("plum", "train1:en-gb+m3"),
+                                                         (None, "train1:en-gb+m3")]
+    assert [v for _text, v in said] == [term_corpus.TRAIN_VOICES[0], term_corpus.TRAIN_VOICES[1]]
+    assert [r["uri"] for r in rows[:2]] == [f"shard-2.dat#offset={i * 1600}&length=1600" for i in range(2)]
+    assert rows[2] == json.loads(before["train.jsonl"].splitlines()[2])  # the no-term chunk, as it was
+    held = {"this", "is", "the", "please", "about", "today", "here", "once", "more", "look", "at"}
+    for r, (text, _v) in zip(rows, said):
+        words = r["text"].split()
+        at = words.index(r["term"])
+        assert text == r["text"] and at <= 3 and len(words) - at - 1 <= 3 and not held & set(words)
+    assert {f: (tmp_path / f).read_text() for f in before} == before
+    monkeypatch.setattr(term_corpus, "context_words", lambda: ["fig"])
+    with pytest.raises(SystemExit, match="leak"):
+        term_corpus.main(["--out", str(tmp_path), "--contexts", "--workers", "1", "--seed", "1"])
+    assert not (tmp_path / "train-context.jsonl").exists()
+
+
 def test_recall_against_the_whole_glossary_in_blocks():
     torch.manual_seed(1)
     glossary, audio = F.normalize(torch.randn(50, 16), dim=-1), F.normalize(torch.randn(9, 16), dim=-1)
@@ -466,10 +506,15 @@ def test_misses_are_broken_down_by_speaker_and_by_the_distractors_that_took_them
     audio[1] = 0.8 * glossary[45] + 0.6 * glossary[9]  # a distractor first, its own term 9 second
     audio[5] = 0.8 * glossary[17] + 0.6 * glossary[4]  # a said term first, its own term 4 second
     speakers = ["a", "a", "b", "b", "b", "b"]
-    out = breakdown(audio, truth, glossary, {4, 9, 17}, speakers, said=set(range(40)), term_block=7)
+    carriers = ["{t} please", "{t} please", "say {t}", None, "{t} now", "{t} please"]  # "{t} now": 1 chunk in 6
+    out = breakdown(audio, truth, glossary, {4, 9, 17}, set(range(40)), 7, 0.2, by_speaker=speakers, by_carrier=carriers)
     assert out["by_speaker"] == {
         "a": {"chunks": 2, "seen_recall@1": 0.5, "seen_recall@10": 1.0, "unseen_recall@1": None, "unseen_recall@10": None},
         "b": {"chunks": 3, "seen_recall@1": 0.5, "seen_recall@10": 1.0, "unseen_recall@1": 1.0, "unseen_recall@10": 1.0}}
+    assert out["by_carrier"] == {  # groups of fewer than 0.2 of the chunks pooled
+        "{t} please": {"chunks": 3, "seen_recall@1": 0.3333, "seen_recall@10": 1.0, "unseen_recall@1": None,
+                       "unseen_recall@10": None},
+        "other": {"chunks": 2, "seen_recall@1": 1.0, "seen_recall@10": 1.0, "unseen_recall@1": 1.0, "unseen_recall@10": 1.0}}
     # without the distractors, chunk 1's term is first; chunk 5's was taken by a said term, and stays second
     assert out["said_terms_only"] == {"glossary_terms": 40, "seen_recall@1": 0.75, "seen_recall@10": 1.0,
                                       "unseen_recall@1": 1.0, "unseen_recall@10": 1.0}
@@ -823,6 +868,7 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
     # where misses come from: each test speaker's recall, and recall against the terms some split says
     assert sorted(test["by_speaker"]) == sorted({json.loads(l)["speaker"] for l in (root / "test.jsonl").open()})
     assert sum(s["chunks"] for s in test["by_speaker"].values()) == test["chunks"]
+    assert sum(s["chunks"] for s in test["by_carrier"].values()) == test["chunks"]
     assert test["said_terms_only"]["seen_recall@10"] >= test["seen_recall@10"]
     # enrolment (data.enrol_chunks): the same test scored again with each term's synthetic audio as a
     # second key, its weight chosen on validation; the terms without it (the distractors) keep their text

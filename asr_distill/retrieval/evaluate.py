@@ -14,6 +14,7 @@ validation instead (`operating`): the 95% point of the test set itself is chosen
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable, Optional
 
 import torch
@@ -109,18 +110,24 @@ def evaluate(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor
     return out
 
 
-def breakdown(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor, seen_terms: set,
-              speakers: list, said: set, term_block: int = 4096) -> dict:
-    """Where a test's misses come from (diagnostics beside evaluate's figures): `by_speaker`, the recall
-    of seen and unseen terms in each speaker's chunks (a voice, or an accent, the model reads worse); and
-    `said_terms_only`, the same chunks against only the glossary terms some split says (`said`: every
-    distractor left out), so that the recall lost to distractors is the difference from the full one."""
+def breakdown(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tensor, seen_terms: set, said: set,
+              term_block: int = 4096, least: float = 0.05, **groupings: list) -> dict:
+    """Where a test's misses come from (diagnostics beside evaluate's figures): for each grouping (a
+    label per chunk, e.g. by_speaker=[...]), the recall of seen and unseen terms in each group's chunks
+    (a voice, an accent, a carrier phrase the model reads worse; groups of fewer than `least` of the
+    chunks pooled as "other"); and `said_terms_only`, the same chunks against only the glossary terms
+    some split says (`said`: every distractor left out), so that the recall lost to distractors is the
+    difference from the full one."""
     keys = ("seen_recall@1", "seen_recall@10", "unseen_recall@1", "unseen_recall@10")
-    out = {"by_speaker": {}}
-    for speaker in sorted(set(speakers), key=str):
-        rows = torch.tensor([s == speaker for s in speakers], device=term_ids.device)
-        m = evaluate(audio[rows], term_ids[rows], glossary, seen_terms, 0.0, term_block)
-        out["by_speaker"][str(speaker)] = {"chunks": m["chunks"], **{k: m[k] for k in keys}}
+    out = {}
+    for name, labels in groupings.items():
+        counts = Counter(labels)
+        labels = [str(x) if counts[x] >= least * len(labels) else "other" for x in labels]
+        out[name] = {}
+        for label in sorted(set(labels)):
+            rows = torch.tensor([x == label for x in labels], device=term_ids.device)
+            m = evaluate(audio[rows], term_ids[rows], glossary, seen_terms, 0.0, term_block)
+            out[name][label] = {"chunks": m["chunks"], **{k: m[k] for k in keys}}
     keep = sorted(said)
     index = torch.full((glossary.shape[0],), -1, dtype=torch.long, device=term_ids.device)
     index[keep] = torch.arange(len(keep), device=term_ids.device)

@@ -219,9 +219,9 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
         return {f"loss_{k}": round(v / max(steps, 1), 5) for k, v in sums.items()} | {"steps": steps}
 
-    def _embed(self, chunk_set: "rdata.ChunkSet", speakers: bool = False) -> tuple:
+    def _embed(self, chunk_set: "rdata.ChunkSet", with_chunks: bool = False) -> tuple:
         """The chunks' audio embeddings (n, d) and their term ids (-1: no term), in matching order (and
-        their speakers, with `speakers`)."""
+        the chunks, with `with_chunks`)."""
         cfg = self.cfg
         dataset = rdata.ChunkDataset(chunk_set.chunks, cfg.data.max_chunk_s, self.model.audio.n_mels)
         batches = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
@@ -230,7 +230,7 @@ class Trainer:
             audio, order = embed_chunks(self.model, batches, self.device)
         chunks = [chunk_set.chunks[i] for i in order.tolist()]
         term_ids = torch.tensor([-1 if c.term is None else c.term for c in chunks], device=self.device)
-        return (audio.float(), term_ids, [c.speaker for c in chunks]) if speakers else (audio.float(), term_ids)
+        return (audio.float(), term_ids, chunks) if with_chunks else (audio.float(), term_ids)
 
     def _glossary(self) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
@@ -360,7 +360,7 @@ class Trainer:
         else:  # a run from before hint_threshold: validation scored again, with the chosen weights
             hint = self._scores(self._embed(self.valid_set))["hint_threshold"]
         t0 = time.time()
-        *test, speakers = self._embed(self.test_set, speakers=True)
+        *test, chunks = self._embed(self.test_set, with_chunks=True)
         glossary = self._glossary()
         figures = self._scores(test, best["line"].get("threshold_keeping_95"), glossary, hint=hint)
         figures["hint_threshold"] = hint  # validation's, not test's own
@@ -368,8 +368,9 @@ class Trainer:
         metrics = {"split": "test", "chosen_on": "valid", "epoch": best["epoch"], "valid_recall@10": self.best,
                    **figures, "ms_per_chunk": round(1000 * seconds / max(1, len(self.test_set)), 3)}
         said = self.train_set.term_ids() | self.valid_set.term_ids() | self.test_set.term_ids()
-        metrics.update(breakdown(*test, glossary, self.train_set.term_ids(), speakers, said,
-                                 self.cfg.train.eval_batch_size))
+        carriers = [None if c.term is None else c.text.replace(self.glossary.terms[c.term], "{t}") for c in chunks]
+        metrics.update(breakdown(*test, glossary, self.train_set.term_ids(), said, self.cfg.train.eval_batch_size,
+                                 by_speaker=[c.speaker for c in chunks], by_carrier=carriers))
         if self.enrol_set is not None:
             metrics["enrolled"] = self.enrolled(test)
         tmp = self.out / ".test.json.tmp"
