@@ -506,7 +506,8 @@ def test_misses_are_broken_down_by_speaker_and_by_the_distractors_that_took_them
     audio[1] = 0.8 * glossary[45] + 0.6 * glossary[9]  # a distractor first, its own term 9 second
     audio[5] = 0.8 * glossary[17] + 0.6 * glossary[4]  # a said term first, its own term 4 second
     speakers = ["a", "a", "b", "b", "b", "b"]
-    carriers = ["{t} please", "{t} please", "say {t}", None, "{t} now", "{t} please"]  # "{t} now": 1 chunk in 6
+    carriers = ["{t} please", "{t} please", "say {t}", "{t} now", None, "{t} please"]  # "{t} now": 1 chunk in 6
+    speakers[4] = "c"  # the no-term chunk alone: a group without recall, left out
     out = breakdown(audio, truth, glossary, {4, 9, 17}, set(range(40)), 7, 0.2, by_speaker=speakers, by_carrier=carriers)
     assert out["by_speaker"] == {
         "a": {"chunks": 2, "seen_recall@1": 0.5, "seen_recall@10": 1.0, "unseen_recall@1": None, "unseen_recall@10": None},

@@ -127,7 +127,8 @@ def breakdown(audio: torch.Tensor, term_ids: torch.Tensor, glossary: torch.Tenso
         for label in sorted(set(labels)):
             rows = torch.tensor([x == label for x in labels], device=term_ids.device)
             m = evaluate(audio[rows], term_ids[rows], glossary, seen_terms, 0.0, term_block)
-            out[name][label] = {"chunks": m["chunks"], **{k: m[k] for k in keys}}
+            if m["chunks"]:  # (a group of no-term chunks alone has no recall)
+                out[name][label] = {"chunks": m["chunks"], **{k: m[k] for k in keys}}
     keep = sorted(said)
     index = torch.full((glossary.shape[0],), -1, dtype=torch.long, device=term_ids.device)
     index[keep] = torch.arange(len(keep), device=term_ids.device)
