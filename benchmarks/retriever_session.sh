@@ -33,7 +33,7 @@
 #   the same way; then RU_PLUS="phonemes ..." RU trains those configs on them too, as phonemes-plus, ...)
 # Here, after stage: bash benchmarks/retriever_session.sh stage-context   (each training term chunk said again,
 #   in its voice, among 0-3 everyday words each side drawn afresh, none of the held-out carriers' words:
-#   term_corpus.py --contexts; 8 parts for the six-voice corpus; then RU_CONTEXT="phonemes ..." trains on them)
+#   term_corpus.py --contexts; 9 parts for the six-voice corpus; then RU_CONTEXT="phonemes ..." trains on them)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -108,6 +108,50 @@ install_more() {  # KIND: the parts stage_more made, when they were carried
   cd /tmp/stage-r && cat ${x}part.* > more.tar && echo "$(cat ${x}payload.sha)  more.tar" | sha256sum -c - || return 1
   tar xf more.tar -C /tmp/r && rm more.tar ${x}part.* && xz -d -T0 /tmp/r/terms/$shard.xz
   cd "$here"
+}
+
+install() {
+  [ -d /tmp/r/wheels ] && return 0
+  cd /tmp/stage-r && cat part.* > payload.tar && echo "$(cat payload.sha)  payload.tar" | sha256sum -c - || return 1
+  mkdir -p /tmp/r && tar xf payload.tar -C /tmp/r && rm payload.tar part.*
+  xz -d -T0 /tmp/r/terms/shard-0.dat.xz
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/r/wheels/*.whl
+  cd "$here"
+}
+
+train_side_by_side() {  # NAME:JSON ... : the full run's config with JSON's sections merged over it, all on one GPU
+  local spec name
+  for spec in "$@"; do
+    name=${spec%%:*}
+    python3 - "$name" "${spec#*:}" <<'EOF'
+import json, sys, yaml
+name, extra = sys.argv[1], json.loads(sys.argv[2])
+cfg = yaml.safe_load(open("launch/config/retriever.yaml"))
+cfg["model"].update(audio_model="/tmp/r/whisper-base-hf", text_model="/tmp/r/minilm", batching="varlen")
+cfg["data"].update(train_chunks="/tmp/r/terms/train.jsonl", valid_chunks="/tmp/r/terms/valid.jsonl",
+                   test_chunks="/tmp/r/terms/test.jsonl",
+                   glossary="/tmp/r/terms/glossary.json", batch_size=64, num_workers=6)
+import os
+if os.path.exists("/tmp/r/terms/enrol.jsonl"):  # a corpus staged with --enrol: test.json also has `enrolled`
+    cfg["data"]["enrol_chunks"] = "/tmp/r/terms/enrol.jsonl"
+cfg["train"].update(output_dir=f"/tmp/r/run-{name}", epochs=30, lr=5.0e-4)
+if os.environ.get("GLOSSARY_GRADIENT"):  # all / chosen: the same loss and gradients, another cost a step
+    cfg["loss"]["glossary_gradient"] = os.environ["GLOSSARY_GRADIENT"]
+for section, values in extra.items():
+    cfg[section].update(values)
+yaml.safe_dump(cfg, open(f"/tmp/r/retriever-{name}.yaml", "w"))
+EOF
+    # --resume: a run that its call's time limit stopped goes on from its last epoch in the next call
+    timeout "${LIMIT_S:-540}" torchrun --standalone --nproc-per-node=1 -m asr_distill.retrieval.train \
+      --config /tmp/r/retriever-$name.yaml --resume >> "$OUT/train-$name.log" 2>&1 &
+  done
+  wait
+  for spec in "$@"; do
+    name=${spec%%:*}
+    echo "== $name"; grep "epoch\|done" "$OUT/train-$name.log" | tail -2
+    cp /tmp/r/run-$name/metrics.jsonl "$OUT/metrics-$name.jsonl"; cp /tmp/r/retriever-$name.yaml "$OUT/"
+    cp /tmp/r/run-$name/test.json "$OUT/test-$name.json" 2>/dev/null  # the test split, scored once (since issue 42)
+  done
 }
 
 export PYTHONPATH=/tmp/site:$here HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
