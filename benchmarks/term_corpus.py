@@ -84,9 +84,7 @@ def with_multiword(words: list[str], n: int, share: float, seed: int) -> list[st
 
 def no_term_phrases(n: int, rng: random.Random, taken: set) -> list[str]:
     """n phrases of 3-6 everyday words, none in `taken` (which they join)."""
-    from wordfreq import top_n_list
-
-    common = [w for w in top_n_list("en", EVERYDAY) if w.isascii() and w.isalpha()]
+    common = everyday_words()
     out = []
     while len(out) < n:
         phrase = " ".join(rng.sample(common, rng.randint(3, 6)))
@@ -167,13 +165,18 @@ def write_training(folder: Path, name: str, rows: list[dict]) -> None:
         raise SystemExit(f"the new chunks would leak held-out terms or speakers: {found}")
 
 
-def context_words() -> list[str]:
-    """The everyday words a term is said among (--contexts): wordfreq's first EVERYDAY, as no-term
-    phrases, less every word of the validation and test carriers (their contexts stay unheard)."""
+def everyday_words() -> list[str]:
+    """wordfreq's first EVERYDAY words (where no term comes from): no-term phrases and contexts."""
     from wordfreq import top_n_list
 
+    return [w for w in top_n_list("en", EVERYDAY) if w.isascii() and w.isalpha()]
+
+
+def context_words(words: list[str]) -> list[str]:
+    """The words a term is said among (--contexts): `words` less every word of the validation and test
+    carriers (their contexts stay unheard)."""
     held = {w for c in VALID_CARRIERS + TEST_CARRIERS for w in c.replace("{t}", " ").split()}
-    return [w for w in top_n_list("en", EVERYDAY) if w.isascii() and w.isalpha() and w not in held]
+    return [w for w in words if w not in held]
 
 
 def in_context(term: str, rng: random.Random, words: list[str], most: int = 3) -> str:
@@ -189,7 +192,7 @@ def contexts(folder: Path, seed: int, workers: int) -> int:
     and DIR/context.json; validation, test and the glossary are unchanged."""
     _glossary, records = read_corpus(folder)
     voices = {f"train{v}:{voice[0]}": voice for v, voice in enumerate(TRAIN_VOICES)}
-    rng, words = random.Random(seed + 3), context_words()
+    rng, words = random.Random(seed + 3), context_words(everyday_words())
     rows = []
     for r in records["train"]:
         if r["term"]:

@@ -455,6 +455,8 @@ def test_a_corpus_said_again_in_contexts_of_its_own_keeps_its_terms_voices_and_h
     before = {f: (tmp_path / f).read_text() for f in ("glossary.json", "valid.jsonl", "test.jsonl", "train.jsonl")}
     said = []
     monkeypatch.setattr(term_corpus, "speak", lambda text, *voice: said.append((text, voice)) or np.ones(800, np.int16))
+    everyday = ["this", "is", "the", "please", "about", "today", "water", "green", "stone", "river", "open", "late"]
+    monkeypatch.setattr(term_corpus, "everyday_words", lambda: everyday)  # (wordfreq's first 1500)
     assert term_corpus.main(["--out", str(tmp_path), "--contexts", "--workers", "1"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "train-context.jsonl").read_text().splitlines()]
     assert [(r["term"], r["speaker"]) for r in rows] == [("pear", "train0:en-us"), ("plum", "train1:en-gb+m3"),
@@ -467,8 +469,9 @@ def test_a_corpus_said_again_in_contexts_of_its_own_keeps_its_terms_voices_and_h
         words = r["text"].split()
         at = words.index(r["term"])
         assert text == r["text"] and at <= 3 and len(words) - at - 1 <= 3 and not held & set(words)
+        assert set(words) - {r["term"]} <= set(everyday)
     assert {f: (tmp_path / f).read_text() for f in before} == before
-    monkeypatch.setattr(term_corpus, "context_words", lambda: ["fig"])
+    monkeypatch.setattr(term_corpus, "everyday_words", lambda: ["fig"])
     with pytest.raises(SystemExit, match="leak"):
         term_corpus.main(["--out", str(tmp_path), "--contexts", "--workers", "1", "--seed", "1"])
     assert not (tmp_path / "train-context.jsonl").exists()
