@@ -179,7 +179,10 @@ def context_words(words: list[str]) -> list[str]:
     return [w for w in words if w not in held]
 
 
-def in_context(term: str, rng: random.Random, words: list[str], most: int = 3) -> str:
+CONTEXT_MOST = 3  # --contexts: at most this many words before a term, and as many after
+
+
+def in_context(term: str, rng: random.Random, words: list[str], most: int = CONTEXT_MOST) -> str:
     """The term with 0..most everyday words before it and 0..most after, drawn afresh."""
     return " ".join(rng.choices(words, k=rng.randint(0, most)) + [term] + rng.choices(words, k=rng.randint(0, most)))
 
@@ -201,7 +204,7 @@ def contexts(folder: Path, seed: int, workers: int) -> int:
                          "_say": (text, *voices[r["speaker"]])})
     audio = say_into_shard(rows, folder / "shard-2.dat", workers)
     write_training(folder, "train-context.jsonl", rows + [r for r in records["train"] if not r["term"]])
-    info = {"term_chunks": len(rows), "context_words": len(words), "most_each_side": 3,
+    info = {"term_chunks": len(rows), "context_words": len(words), "most_each_side": CONTEXT_MOST,
             "chunk_s_mean": round(sum(len(a) for a in audio) / 16000 / max(1, len(rows)), 2),
             "audio_s": round(sum(len(a) for a in audio) / 16000, 1), "seed": seed}
     (folder / "context.json").write_text(json.dumps(info, indent=1))
