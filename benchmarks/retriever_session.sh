@@ -252,7 +252,8 @@ for name in ('shipped', 'shipped2'):
     # 2026-12-06's RU), also by its letters (model.char_layers 4), by its phonemes (the same encoder reading
     # the glossary's eSpeak NG phonemes: the shipped config since), and with its spelling's n-grams; each
     # chooses on valid.jsonl, test.json scored once. Not in the default set: phonemes-nomeaning (a term keyed by
-    # its phonemes alone, model.term_meaning false) and phonemes-drop (model.char_dropout 0.15).
+    # its phonemes alone, model.term_meaning false), phonemes-drop (model.char_dropout 0.15) and phonemes-attn
+    # (model.pool attention: the frames weighted, not averaged).
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
     # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
@@ -269,6 +270,7 @@ for name in ('shipped', 'shipped2'):
                    [phonemes]="{$phonemes}"
                    [phonemes-nomeaning]="{\"train\": $epochs, \"model\": {$pm, \"term_meaning\": false}}"
                    [phonemes-drop]="{\"train\": $epochs, \"model\": {$pm, \"char_dropout\": 0.15}}"
+                   [phonemes-attn]="{\"train\": $epochs, \"model\": {$pm, \"pool\": \"attention\"}}"
                    [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
     configs=${RU_CONFIGS-text chars phonemes ngrams}
     # RU_TRAIN_TERMS="500 1000": the shipped phonemes config also trained on N of the training terms each
@@ -280,10 +282,22 @@ for name in ('shipped', 'shipped2'):
     done
     # RU_PLUS="phonemes phonemes-nomeaning": those configs also on train-plus.jsonl (stage-plus's parts carried),
     # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config);
-    # RU_CONTEXT="phonemes ...": on train-context.jsonl (stage-context's parts), as runs NAME-context
-    for kind in plus context; do
+    # RU_CONTEXT="phonemes ...": on train-context.jsonl (stage-context's parts), as runs NAME-context;
+    # RU_BOTH="phonemes ...": on train-both.jsonl, train.jsonl and the term chunks of train-context.jsonl (each
+    # training term in its carrier and in a context), as runs NAME-both
+    for kind in plus context both; do
       var=RU_${kind^^}
-      [ -n "${!var:-}" ] && { install_more $kind || exit 1; }
+      [ -n "${!var:-}" ] && { install_more ${kind/both/context} || exit 1; }
+      if [ -n "${!var:-}" ] && [ $kind = both ]; then
+        python3 - <<'EOF' || exit 1
+import json
+terms = "/tmp/r/terms/"
+rows = [line for line in open(terms + "train.jsonl").read().splitlines() if line.strip()]
+rows += [line for line in open(terms + "train-context.jsonl").read().splitlines() if line.strip() and json.loads(line)["term"]]
+open(terms + "train-both.jsonl", "w").write("".join(line + "\n" for line in rows))
+print(f"train-both.jsonl: {len(rows)} chunks")
+EOF
+      fi
       for name in ${!var:-}; do
         [ -n "${ru[$name]:-}" ] || { echo "$var: no config $name" >&2; exit 2; }
         ru[$name-$kind]="${ru[$name]%\}}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$kind.jsonl\"}}"

@@ -226,10 +226,12 @@ def test_chunks_come_from_packed_shards_and_bad_records_are_counted(tmp_path):
 
 # -- evaluation
 
-def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
+@pytest.mark.parametrize("pool", ["mean", "attention"])
+def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch, pool):
     """In one sequence with the others (varlen: the layers run by our own code), packed back to back with
     others (in one row or across rows), padded to its batch's longest, padded to 30 s, or alone (Hugging
-    Face's layers): a chunk's embedding is the same (float32: within 1e-5), gradients too."""
+    Face's layers): a chunk's embedding is the same (float32: within 1e-5), gradients too; its frames
+    averaged or weighted by an attention pool."""
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
@@ -245,7 +247,12 @@ def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
     for i, m in enumerate(mels):
         batch[i, :, :m.shape[1]] = m
     lengths = torch.tensor(frames)
-    tower = {way: AudioTower(encoder, way).eval() for way in ("varlen", "packed", "padded", "pad30")}
+    tower = {way: AudioTower(encoder, way, pool).eval() for way in ("varlen", "packed", "padded", "pad30")}
+    if pool == "attention":  # one pool for all, its queries moved off zero (where it is the mean)
+        shared = tower["varlen"].pool
+        torch.nn.init.normal_(shared.query, std=2.0)
+        for t in tower.values():
+            t.pool = shared
     with torch.no_grad():
         alone = torch.cat([tower["padded"](m[None], torch.tensor([n])) for m, n in zip(mels, frames)])
         ways = {way: t(batch, lengths) for way, t in tower.items()}
@@ -263,6 +270,56 @@ def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch):
     for way in ("varlen", "packed"):
         assert torch.allclose(grads[way], grads["padded"], atol=1e-5), way
         assert grads[way][1:3].abs().max() == 0, way  # nothing flows between chunks packed together
+
+
+def test_an_attention_pool_starts_as_the_mean_and_learns_to_pass_over_the_words_around_a_term():
+    """Chunks of 3-12 frames: one is the term's (a vector of its own), the rest the words around it (noise
+    along other directions). The pool at first gives the frames' mean, exactly; trained on some chunks, it
+    gives the term's vector for chunks it never saw, where the mean cannot: the words leak into a mean."""
+    from asr_distill.retrieval.model import AttentionPool, MeanPool
+
+    g = torch.Generator().manual_seed(0)
+    width, terms = 32, torch.randn(6, 32, generator=g)
+    terms[:, :8] = 0  # a term's frame has nothing along the first 8 directions, the words around it do
+
+    def chunks(n):
+        lengths = torch.randint(3, 13, (n,), generator=g)
+        frames, target = [], []
+        for size in lengths.tolist():
+            words = torch.randn(size, width, generator=g)
+            words[:, :8] += 3.0
+            term = int(torch.randint(0, 6, (1,), generator=g))
+            words[int(torch.randint(0, size, (1,), generator=g))] = terms[term]
+            frames.append(words)
+            target.append(terms[term])
+        return torch.cat(frames), lengths, torch.stack(target)
+
+    pool = AttentionPool(width, heads=4)
+    frames, lengths, target = chunks(64)
+    assert torch.allclose(pool(frames, lengths), MeanPool()(frames, lengths), atol=1e-6)
+    optimizer = torch.optim.Adam(pool.parameters(), lr=0.05)
+    for _ in range(150):
+        optimizer.zero_grad()
+        F.mse_loss(pool(frames, lengths), target).backward()
+        optimizer.step()
+    frames, lengths, target = chunks(64)  # chunks it never saw
+    with torch.no_grad():
+        pooled, mean = pool(frames, lengths), MeanPool()(frames, lengths)
+    assert F.mse_loss(pooled, target) < 0.05 * F.mse_loss(mean, target)
+    assert F.cosine_similarity(pooled, target).min() > 0.95
+
+    # in the audio tower, the pool trains with LoRA; the encoder stays frozen
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from asr_distill.retrieval.model import AudioTower, add_lora
+
+    tower = AudioTower(WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=1, encoder_attention_heads=4,
+                                                    encoder_ffn_dim=128, num_mel_bins=80)), "varlen", "attention")
+    add_lora(tower, 4, 8, 0.0, ["q_proj"])
+    trainable = {n for n, p in tower.named_parameters() if p.requires_grad}
+    assert {"pool.query", "pool.key.weight", "pool.key.bias"} <= trainable
+    assert all(n.startswith("pool.") or "lora_" in n for n in trainable)
 
 
 def test_augmentation_warps_and_masks_only_a_chunks_own_frames():

@@ -43,6 +43,10 @@ class ModelConfig(_Section):
         "spelling", description="What the characters' encoder reads: a term's normalised spelling, or its "
         "phonemes (eSpeak NG's, asr_distill/pronounce.py; or the glossary file's `pronunciations`).")
     temperature: float = Field(0.07, gt=0, description="Initial temperature; learnt, its inverse clamped at 100.")
+    pool: Literal["mean", "attention"] = Field(
+        "mean", description="How a chunk's frames become one embedding: their mean, or weighted by a learnt "
+        "attention pool (8 heads; it starts as the mean) that can dwell on the term and pass over the words "
+        "around it.")
     batching: Literal["varlen", "packed", "padded", "pad30"] = Field(
         "varlen", description="How chunks of different lengths share the audio tower: varlen, all chunks' frames "
         "back to back in one sequence with attention kept inside each (torch's variable-length flash kernel on a "

@@ -2,18 +2,19 @@
 
 Audio: a Whisper-style encoder (Whisper's own, or Qwen2-Audio's, which has the same layers) run on
 the chunk's own frames: its modules are called directly with the positional table sliced to the
-chunk's length (Hugging Face's forward accepts only 30 s windows), and the output mean-pooled over the
-chunk's own frames. The convolutions run on the batch padded to its longest chunk; then the chunks'
-frames are packed back to back into rows of PACK_POSITIONS (10 s; a longer chunk gets a row of its own)
-and the transformer layers run on those rows with attention kept inside each chunk (a block-diagonal
-mask: PyTorch SDPA), so short chunks cost their own length, not 30 s nor the batch's longest. A
-chunk's embedding does not depend on how it was batched or packed (tests/test_retrieval.py).
+chunk's length (Hugging Face's forward accepts only 30 s windows), and the output pooled over the
+chunk's own frames (their mean, or an attention pool: `model.pool`). The convolutions run on the batch
+padded to its longest chunk; then the chunks' frames are packed back to back into rows of PACK_POSITIONS
+(10 s; a longer chunk gets a row of its own) and the transformer layers run on those rows with attention
+kept inside each chunk (a block-diagonal mask: PyTorch SDPA), so short chunks cost their own length, not
+30 s nor the batch's longest. A chunk's embedding does not depend on how it was batched or packed
+(tests/test_retrieval.py).
 The two other ways of batching, for comparison (`model.batching`, benchmarks/retriever_speed.py):
 `padded`, the layers on the batch padded to its longest chunk (padding masked out), and `pad30`, every
 chunk padded to 30 s as Hugging Face's feature extractor does (padding masked out too, so the
-embeddings are the same; the seed's trainer paid for this). LoRA (peft) on the attention projections; everything else of the tower is
-frozen. The embedding comes from a forward pass with gradients, not from generation, and from the
-audio tower, not a language model.
+embeddings are the same; the seed's trainer paid for this). LoRA (peft) on the attention projections
+and the attention pool train; the rest of the tower is frozen. The embedding comes from a forward pass
+with gradients, not from generation, and from the audio tower, not a language model.
 
 Text: a sentence encoder (BERT-style, mean pooled), frozen; its embeddings of every glossary term
 and transcript are made once and cached, so a step costs only the trainable text head. A term can
@@ -38,6 +39,7 @@ from torch import nn
 MAX_LOGIT_SCALE = 100.0
 PACK_POSITIONS = 500  # encoder positions (20 ms each) per packed row: 10 s
 BATCHING = ("varlen", "packed", "padded", "pad30")
+POOLS = ("mean", "attention")
 
 
 def default_text_model() -> str:
@@ -73,14 +75,17 @@ def load_audio_encoder(path: str) -> nn.Module:
 
 
 class AudioTower(nn.Module):
-    def __init__(self, encoder: nn.Module, batching: str = "varlen"):
+    def __init__(self, encoder: nn.Module, batching: str = "varlen", pool: str = "mean"):
         super().__init__()
         if batching not in BATCHING:
             raise ValueError(f"batching {batching!r}: one of {BATCHING}")
+        if pool not in POOLS:
+            raise ValueError(f"pool {pool!r}: one of {POOLS}")
         self.encoder = encoder
         self.width = encoder.config.d_model
         self.n_mels = encoder.config.num_mel_bins
         self.batching = batching
+        self.pool = AttentionPool(self.width) if pool == "attention" else MeanPool()
 
     def forward(self, mel: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """mel (B, n_mels, T) padded, frames (B,) each chunk's own frame count -> (B, width)."""
@@ -107,10 +112,7 @@ class AudioTower(nn.Module):
             flat = x[own]  # (frames of all chunks, width), chunk after chunk
             for layer in enc.layers:
                 flat = varlen_layer(layer, flat, cu, sizes)
-            out = enc.layer_norm(flat)
-            chunk = torch.repeat_interleave(torch.arange(len(sizes), device=x.device), lengths)
-            sums = out.new_zeros(len(sizes), out.shape[1]).index_add_(0, chunk, out)
-            return sums / lengths[:, None].to(out.dtype)
+            return self.pool(enc.layer_norm(flat), lengths)
         if self.batching == "packed":
             at = pack_rows(lengths.tolist(), max(PACK_POSITIONS, steps))
             rows, cols = at.rows.to(x.device), at.cols.to(x.device)
@@ -121,13 +123,10 @@ class AudioTower(nn.Module):
             segment[rows, cols] = chunk
             same = segment[:, :, None] == segment[:, None, :]  # padding slots (-1) see each other only
             mask = torch.zeros(same.shape, dtype=x.dtype, device=x.device).masked_fill(~same, torch.finfo(x.dtype).min)
-            out = enc.layer_norm(self._layers(packed, mask[:, None]))[rows, cols]  # (frames of all chunks, width)
-            sums = out.new_zeros(len(lengths), out.shape[1]).index_add_(0, chunk, out)
-            return sums / lengths[:, None].to(out.dtype)
+            return self.pool(enc.layer_norm(self._layers(packed, mask[:, None]))[rows, cols], lengths)
         mask = torch.zeros(own.shape, dtype=x.dtype, device=x.device).masked_fill(~own, torch.finfo(x.dtype).min)
         x = enc.layer_norm(self._layers(x, mask[:, None, None, :]))  # (B, 1, 1, T/2): no frame attends to padding
-        weights = own.to(x.dtype)[:, :, None]
-        return (x * weights).sum(1) / weights.sum(1)
+        return self.pool(x[own], lengths)
 
     def _layers(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for layer in self.encoder.layers:
@@ -164,6 +163,45 @@ def attend_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.T
     out = [F.scaled_dot_product_attention(qc.transpose(0, 1), kc.transpose(0, 1), vc.transpose(0, 1), scale=1.0)
            for qc, kc, vc in zip(q.split(sizes), k.split(sizes), v.split(sizes))]
     return torch.cat([o.transpose(0, 1) for o in out])
+
+
+class MeanPool(nn.Module):
+    """A chunk's frames averaged: frames (all chunks' frames, width), chunk after chunk, lengths (B,) ->
+    (B, width)."""
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        chunk = torch.repeat_interleave(torch.arange(len(lengths), device=frames.device), lengths)
+        sums = frames.new_zeros(len(lengths), frames.shape[1]).index_add_(0, chunk, frames)
+        return sums / lengths[:, None].to(frames.dtype)
+
+
+class AttentionPool(nn.Module):
+    """A chunk's frames weighted, in place of their mean (`model.pool: attention`): each of `heads` slices
+    of the width has a learnt query, each frame a key, and a slice's weights are the softmax of their
+    products over the chunk's own frames. The chunk's embedding can dwell on its term and pass over the
+    words said around it, which leak into a mean (issue 42: a term before "please" was found among terms
+    that sound like "please"). The queries start at zero, so every frame weighs the same: the mean, until
+    training moves them."""
+
+    def __init__(self, width: int, heads: int = 8):
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"attention pool: width {width} is not a multiple of {heads} heads")
+        self.heads, self.head_width = heads, width // heads
+        self.key = nn.Linear(width, width)
+        self.query = nn.Parameter(torch.zeros(heads, self.head_width))
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        n, heads = len(lengths), self.heads
+        chunk = torch.repeat_interleave(torch.arange(n, device=frames.device), lengths)
+        keys = self.key(frames).float().view(-1, heads, self.head_width)
+        score = (keys * self.query.float()).sum(-1) / math.sqrt(self.head_width)  # (frames, heads)
+        top = score.new_full((n, heads), -math.inf).scatter_reduce_(0, chunk[:, None].expand(-1, heads),
+                                                                    score.detach(), "amax")
+        weight = (score - top[chunk]).exp()
+        weight = weight / weight.new_zeros(n, heads).index_add_(0, chunk, weight)[chunk]  # softmax within each chunk
+        values = frames.float().view(-1, heads, self.head_width) * weight[:, :, None]
+        return values.new_zeros(n, heads, self.head_width).index_add_(0, chunk, values).reshape(n, -1)
 
 
 class PackedRows(NamedTuple):
@@ -305,8 +343,8 @@ class Characters(nn.Module):
 
 
 class Retriever(nn.Module):
-    """What is trained: the audio tower's LoRA, the two heads, the logit scale (and the spelling table,
-    the characters' encoder)."""
+    """What is trained: the audio tower's LoRA, the two heads, the logit scale (and the attention pool, the
+    spelling table, the characters' encoder)."""
 
     def __init__(self, audio: AudioTower, text_width: int, dim: int = 512, temperature: float = 0.07):
         super().__init__()
@@ -383,8 +421,9 @@ class Retriever(nn.Module):
 
 
 def add_lora(tower: AudioTower, r: int, alpha: int, dropout: float, targets: Sequence[str]) -> None:
-    """Freezes the tower; with r > 0, LoRA adapters (peft) on its attention projections train."""
-    tower.requires_grad_(False)
+    """Freezes the tower's encoder; with r > 0, LoRA adapters (peft) on its attention projections train.
+    Its pool (an attention pool) trains either way."""
+    tower.encoder.requires_grad_(False)
     if r <= 0:
         return
     from peft import LoraConfig, inject_adapter_in_model
@@ -398,7 +437,7 @@ def add_lora(tower: AudioTower, r: int, alpha: int, dropout: float, targets: Seq
 def build(cfg, device: Optional[torch.device] = None, text_tower: bool = True) -> tuple[Retriever, Optional[TextTower]]:
     """The retriever and the text tower of a RetrieverConfig's model section (without `text_tower`, the
     tower is not loaded, only its width read: for term embeddings that were computed before)."""
-    tower = AudioTower(load_audio_encoder(cfg.audio_model), cfg.batching)
+    tower = AudioTower(load_audio_encoder(cfg.audio_model), cfg.batching, cfg.pool)
     add_lora(tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
     path = cfg.text_model or default_text_model()
     if text_tower:
