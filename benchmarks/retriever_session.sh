@@ -10,7 +10,8 @@
 # There, back to back (the machine keeps /tmp only 30 s after a run):
 #   run 1:  bash .stage-r/p00/recv.sh .stage-r            carrying .stage-r/p00
 #   run k:  bash /tmp/stage-r/recv.sh .stage-r            carrying .stage-r/p0k
-#   then:   bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
+#   then:   bash benchmarks/retriever_session.sh install [context|plus]   (optional: in the last part's call)
+#           bash benchmarks/retriever_session.sh R        (install, the full run: torchrun, bf16; ~5 min)
 #           bash benchmarks/retriever_session.sh RA       (three ways: plain, data.augment, + model.spelling_buckets;
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
@@ -160,6 +161,12 @@ case $step in
   stage) stage ;;
   stage-plus) stage_more plus ;;
   stage-context) stage_more context ;;
+  install)  # the parts carried so far unpacked (with the last part's call, so that a training call trains only);
+    # `install context` (or plus) unpacks those parts too
+    install || exit 1
+    for kind in "${@:2}"; do install_more $kind || exit 1; done
+    du -sh /tmp/r; ls /tmp/r/terms
+    ;;
   R)
     # the full run (issue 26) with the default batching (varlen), and beside it on the same GPU the same run
     # with every chunk padded to 30 s (issue 30: Recall@10 of each path); same seed, data, epochs.
@@ -424,5 +431,5 @@ EOF
     timeout "${LIMIT_S:-300}" python3 benchmarks/retriever_speed.py --out "$OUT/retriever.jsonl" --whisper-base --steps 20 \
       --ways varlen:64 --glossary 12300 --char-layers 4 --glossary-gradient all,chosen,chosen,all 2>&1 | grep -v Warning | tail -6
     ;;
-  *) echo "usage: $0 stage|stage-plus|stage-context|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S|SW" >&2; exit 2 ;;
+  *) echo "usage: $0 stage|stage-plus|stage-context|install [KIND...]|R|RA|RN|RT|RU|KEEP NAME last|best|STATE NAME|S|SW" >&2; exit 2 ;;
 esac
