@@ -19,7 +19,7 @@
 #           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + phonemes / + n-grams,
 #                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS;
 #                                                          RU_TIME_S: train.time_limit_s, so a call ends with test.json;
-#                                                          RU_TRAIN_TERMS="500 1000": phonemes on N training terms too,
+#                                                          RU_TRAIN_TERMS="500 1000": phonemes-attn on N training terms too,
 #                                                          RU_CONFIGS="" for those alone)
 #           bash benchmarks/retriever_session.sh KEEP NAME best, then KEEP NAME last   (run NAME's state back here,
 #                                                          into .stage-r/state-NAME/best/ and .../last/)
@@ -270,22 +270,23 @@ for name in ('shipped', 'shipped2'):
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
     epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
-    pm='"char_layers": 4, "char_input": "phonemes"'
-    phonemes="\"train\": $epochs, \"model\": {$pm}"
-    declare -A ru=([text]="{\"train\": $epochs, \"model\": {\"char_layers\": 0}}"
-                   [chars]="{\"train\": $epochs, \"model\": {\"char_layers\": 4, \"char_input\": \"spelling\"}}"
-                   [phonemes]="{$phonemes}"
-                   [phonemes-nomeaning]="{\"train\": $epochs, \"model\": {$pm, \"term_meaning\": false}}"
-                   [phonemes-drop]="{\"train\": $epochs, \"model\": {$pm, \"char_dropout\": 0.15}}"
-                   [phonemes-attn]="{\"train\": $epochs, \"model\": {$pm, \"pool\": \"attention\"}}"
-                   [ngrams]="{\"train\": $epochs, \"model\": {\"char_layers\": 0, \"spelling_buckets\": 16384}}")
-    configs=${RU_CONFIGS-text chars phonemes ngrams}
-    # RU_TRAIN_TERMS="500 1000": the shipped phonemes config also trained on N of the training terms each
-    # (benchmarks/train_subset.py; runs phonemes-tN): the curve of never-heard recall against distinct terms
+    # every config but phonemes-attn (the shipped one since 2026-12-07) averages a chunk's frames, as measured
+    mean='"pool": "mean"' pm='"char_layers": 4, "char_input": "phonemes"'
+    shipped="\"train\": $epochs, \"model\": {$pm, \"pool\": \"attention\"}"
+    declare -A ru=([text]="{\"train\": $epochs, \"model\": {$mean, \"char_layers\": 0}}"
+                   [chars]="{\"train\": $epochs, \"model\": {$mean, \"char_layers\": 4, \"char_input\": \"spelling\"}}"
+                   [phonemes]="{\"train\": $epochs, \"model\": {$pm, $mean}}"
+                   [phonemes-nomeaning]="{\"train\": $epochs, \"model\": {$pm, $mean, \"term_meaning\": false}}"
+                   [phonemes-drop]="{\"train\": $epochs, \"model\": {$pm, $mean, \"char_dropout\": 0.15}}"
+                   [phonemes-attn]="{$shipped}"
+                   [ngrams]="{\"train\": $epochs, \"model\": {$mean, \"char_layers\": 0, \"spelling_buckets\": 16384}}")
+    configs=${RU_CONFIGS-phonemes phonemes-attn}
+    # RU_TRAIN_TERMS="500 1000": the shipped config (phonemes-attn) also trained on N of the training terms each
+    # (benchmarks/train_subset.py; runs phonemes-attn-tN): the curve of never-heard recall against distinct terms
     for n in ${RU_TRAIN_TERMS:-}; do
       [ -f /tmp/r/terms/train-$n.jsonl ] || python3 benchmarks/train_subset.py /tmp/r/terms $n || exit 1
-      ru[phonemes-t$n]="{$phonemes, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
-      configs="$configs phonemes-t$n"
+      ru[phonemes-attn-t$n]="{$shipped, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$n.jsonl\"}}"
+      configs="$configs phonemes-attn-t$n"
     done
     # RU_PLUS="phonemes phonemes-nomeaning": those configs also on train-plus.jsonl (stage-plus's parts carried),
     # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config);
