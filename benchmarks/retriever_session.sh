@@ -16,8 +16,10 @@
 #                                                          RA_SEED=1 RA_PATIENCE=5 for a second draw)
 #           bash benchmarks/retriever_session.sh RN       (the shipped config, two seeds: recall and no-term rejection)
 #           bash benchmarks/retriever_session.sh RT       (loss.no_term_against batch / glossary / glossary, weight 0.5; two seeds each)
-#           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; text / + characters / + phonemes / + n-grams,
-#                                                          chosen on valid, test.json scored once; stage with TERM_CORPUS_ARGS;
+#           bash benchmarks/retriever_session.sh RU       (issue 42: terms never heard; by default phonemes (frames averaged)
+#                                                          beside phonemes-attn (an attention pool: shipped); RU_CONFIGS="text
+#                                                          chars ngrams ..." for the others; each chosen on valid, test.json
+#                                                          scored once; stage with TERM_CORPUS_ARGS;
 #                                                          RU_TIME_S: train.time_limit_s, so a call ends with test.json;
 #                                                          RU_TRAIN_TERMS="500 1000": phonemes-attn on N training terms too,
 #                                                          RU_CONFIGS="" for those alone)
@@ -262,7 +264,7 @@ for name in ('shipped', 'shipped2'):
     # its phonemes alone, model.term_meaning false), phonemes-drop (model.char_dropout 0.15) and phonemes-attn
     # (model.pool attention: the frames weighted, not averaged).
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
-    # RU_CONFIGS picks some (e.g. "text phonemes"); a call that runs out of time leaves last.pt, and RU called
+    # RU_CONFIGS picks some (default "phonemes phonemes-attn"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
     # .stage-r's corpus took 7-10 s (text) and 16-42 s (phonemes) on 2026-12-06, so RU_EPOCHS=16 RU_CONFIGS="phonemes
     # text" fits one call; the six-voice corpus, phonemes alone: 31-42 s (2026-12-07; its 16 parts went over in
