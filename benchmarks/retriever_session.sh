@@ -271,7 +271,8 @@ for name in ('shipped', 'shipped2'):
     # about 4 s each)
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
-    epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}}"
+    # RU_SEED: another draw (train.seed; 0 by default)
+    epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}${RU_SEED:+, \"seed\": $RU_SEED}}"
     # every config but phonemes-attn (the shipped one since 2026-12-07) averages a chunk's frames, as measured
     mean='"pool": "mean"' pm='"char_layers": 4, "char_input": "phonemes"'
     shipped="\"train\": $epochs, \"model\": {$pm, \"pool\": \"attention\"}"
@@ -334,9 +335,10 @@ for name in os.environ['CONFIGS'].split():
     if not os.path.exists(path):
         print(name, 'no test.json'); continue
     t = json.load(open(path))
-    train = yaml.safe_load(open(f'/tmp/r/retriever-{name}.yaml'))['data']['train_chunks']
+    cfg = yaml.safe_load(open(f'/tmp/r/retriever-{name}.yaml'))
+    train = cfg['data']['train_chunks']
     train_terms = len({json.loads(l)['term'] for l in open(train) if l.strip()} - {None})
-    out = {'step': 'unseen', 'config': name, 'glossary_size': t['glossary_terms'], 'distractors': corpus['distractors'],
+    out = {'step': 'unseen', 'config': name, 'seed': cfg['train'].get('seed', 0), 'glossary_size': t['glossary_terms'], 'distractors': corpus['distractors'],
            'train_terms': train_terms, 'seen_recall_at_1': t['seen_recall@1'], 'seen_recall_at_5': t['seen_recall@5'],
            'seen_recall_at_10': t['seen_recall@10'], 'unseen_recall_at_1': t['unseen_recall@1'],
            'unseen_recall_at_5': t['unseen_recall@5'], 'unseen_recall_at_10': t['unseen_recall@10'],
