@@ -229,21 +229,26 @@ def test_chunks_come_from_packed_shards_and_bad_records_are_counted(tmp_path):
 
 # -- evaluation
 
+def _tiny_whisper_encoder(layers: int):
+    """A Whisper encoder of random weights at toy sizes (width 64, 4 heads, 80 mel bins)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    return WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=layers, encoder_attention_heads=4,
+                                        encoder_ffn_dim=128, num_mel_bins=80))
+
+
 @pytest.mark.parametrize("pool", ["mean", "attention"])
 def test_a_chunk_embeds_the_same_however_it_is_batched_or_packed(monkeypatch, pool):
     """In one sequence with the others (varlen: the layers run by our own code), packed back to back with
     others (in one row or across rows), padded to its batch's longest, padded to 30 s, or alone (Hugging
     Face's layers): a chunk's embedding is the same (float32: within 1e-5), gradients too; its frames
     averaged or weighted by an attention pool."""
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     from asr_distill.retrieval import model as rmodel
     from asr_distill.retrieval.model import AudioTower, pack_rows
 
     torch.manual_seed(0)
-    encoder = WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=2, encoder_attention_heads=4,
-                                           encoder_ffn_dim=128, num_mel_bins=80)).eval()
+    encoder = _tiny_whisper_encoder(layers=2).eval()
     frames = [100, 231, 500, 77, 402]  # 1 s, 2.31 s (odd: the stride-2 conv's last step), 5 s, ...
     mels = [torch.randn(80, n) for n in frames]
     batch = torch.zeros(len(frames), 80, max(frames))
@@ -312,13 +317,9 @@ def test_an_attention_pool_starts_as_the_mean_and_learns_to_pass_over_the_words_
     assert F.cosine_similarity(pooled, target).min() > 0.95
 
     # in the audio tower, the pool trains with LoRA; the encoder stays frozen
-    from transformers import WhisperConfig
-    from transformers.models.whisper.modeling_whisper import WhisperEncoder
-
     from asr_distill.retrieval.model import AudioTower, add_lora
 
-    tower = AudioTower(WhisperEncoder(WhisperConfig(d_model=64, encoder_layers=1, encoder_attention_heads=4,
-                                                    encoder_ffn_dim=128, num_mel_bins=80)), "varlen", "attention")
+    tower = AudioTower(_tiny_whisper_encoder(layers=1), "varlen", "attention")
     add_lora(tower, 4, 8, 0.0, ["q_proj"])
     trainable = {n for n, p in tower.named_parameters() if p.requires_grad}
     assert {"pool.query", "pool.key.weight", "pool.key.bias"} <= trainable
