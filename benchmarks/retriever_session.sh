@@ -262,7 +262,8 @@ for name in ('shipped', 'shipped2'):
     # the glossary's eSpeak NG phonemes: the shipped config since), and with its spelling's n-grams; each
     # chooses on valid.jsonl, test.json scored once. Not in the default set: phonemes-nomeaning (a term keyed by
     # its phonemes alone, model.term_meaning false), phonemes-drop (model.char_dropout 0.15) and phonemes-attn
-    # (model.pool attention: the frames weighted, not averaged).
+    # (model.pool attention: the frames weighted, not averaged),
+    # phonemes-attn-nomeaning (the two together).
     # One line per config in the form (held-out voices; glossary = every term + the distractors)
     # RU_CONFIGS picks some (default "phonemes phonemes-attn"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
@@ -282,6 +283,7 @@ for name in ('shipped', 'shipped2'):
                    [phonemes-nomeaning]="{\"train\": $epochs, \"model\": {$pm, $mean, \"term_meaning\": false}}"
                    [phonemes-drop]="{\"train\": $epochs, \"model\": {$pm, $mean, \"char_dropout\": 0.15}}"
                    [phonemes-attn]="{$shipped}"
+                   [phonemes-attn-nomeaning]="{\"train\": $epochs, \"model\": {$pm, \"pool\": \"attention\", \"term_meaning\": false}}"
                    [ngrams]="{\"train\": $epochs, \"model\": {$mean, \"char_layers\": 0, \"spelling_buckets\": 16384}}")
     configs=${RU_CONFIGS-phonemes phonemes-attn}
     # RU_TRAIN_TERMS="500 1000": the shipped config (phonemes-attn) also trained on N of the training terms each
