@@ -272,7 +272,8 @@ for name in ('shipped', 'shipped2'):
     # about 4 s each)
     install || exit 1
     # RU_TIME_S: train.time_limit_s, so that a call under LIMIT_S still ends with test.json
-    # RU_SEED: another draw (train.seed; 0 by default)
+    # RU_SEED: another draw (train.seed; 0 by default). Runs are named by config, not seed: on a machine that
+    # already ran NAME under another seed, --resume refuses its last.pt (rm -r /tmp/r/run-NAME first)
     epochs="{\"epochs\": ${RU_EPOCHS:-40}${RU_TIME_S:+, \"time_limit_s\": $RU_TIME_S}${RU_SEED:+, \"seed\": $RU_SEED}}"
     # every config but phonemes-attn (the shipped one since 2026-12-07) averages a chunk's frames, as measured
     mean='"pool": "mean"' pm='"char_layers": 4, "char_input": "phonemes"'

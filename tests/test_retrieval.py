@@ -76,6 +76,30 @@ def test_the_shipped_config_validates_and_a_bad_one_is_a_clear_error(tmp_path, c
     assert "term_meaning false needs char_layers or spelling_buckets" in capsys.readouterr().err
 
 
+def test_a_checkpoint_goes_on_only_under_the_config_that_made_it():
+    """--resume's check (the learning test runs it): how long, where the files are and how it is scored may
+    change; a seed, the model, the loss may not; a setting one version of the config lacks is no difference."""
+    from pathlib import Path
+    from asr_distill.retrieval.config import RetrieverConfig, load_retriever_config
+    from asr_distill.retrieval.train import config_changes
+
+    shipped = load_retriever_config(Path(__file__).resolve().parents[1] / "launch/config/retriever.yaml")
+    made = shipped.model_dump(mode="json")
+
+    def changed(**sections):
+        tree = shipped.model_dump(mode="json")
+        for section, values in sections.items():
+            tree[section].update(values)
+        return RetrieverConfig.model_validate(tree)
+    assert config_changes(made, shipped) == []
+    assert config_changes(made, changed(train={"epochs": 99, "time_limit_s": 60, "output_dir": "elsewhere"},
+                                        data={"train_chunks": "moved/train.jsonl", "num_workers": 9})) == []
+    assert config_changes(made, changed(model={"pool": "mean"}, loss={"no_term_weight": 0.1}, train={"seed": 3})) == \
+        ["loss.no_term_weight 0.5 -> 0.1", "model.pool 'attention' -> 'mean'", "train.seed 0 -> 3"]
+    older = {**made, "model": {k: v for k, v in made["model"].items() if k != "pool"}}  # before model.pool
+    assert config_changes(older, shipped) == []
+
+
 # -- the loss: two gloo processes against one process on the concatenated batch
 
 B, D, G = 4, 6, 9  # chunks per process, embedding size, glossary terms
@@ -910,6 +934,16 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
     assert f"resumed from {out / 'last.pt'}: epoch 1 done" in stderr
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [0, 1, 2, 3]  # each epoch once: continued, not restarted
+    # a run goes on only under the config that made it: under another seed it would be neither draw
+    # (more epochs or another data path may change)
+    from asr_distill.retrieval.train import main
+    other = yaml.safe_load(config.read_text())
+    other["train"].update(seed=1, epochs=5)
+    (tmp_path / "seed1.yaml").write_text(yaml.safe_dump(other))
+    capsys.readouterr()
+    assert main([f"--config={tmp_path / 'seed1.yaml'}", "--resume"]) == 2
+    assert f"{out / 'last.pt'} was made under another config (train.seed 0 -> 1)" in capsys.readouterr().err
+    assert len(metrics.read_text().splitlines()) == 4
     steps_per_epoch = (len(SPOKEN) + 4) * len(TRAIN_VOICES) // 16
     assert [m["step"] for m in lines] == [0, steps_per_epoch, 2 * steps_per_epoch, 3 * steps_per_epoch]
     assert all(m["skipped_steps"] == 0 and m["skipped_records"] == {"train": {}, "valid": {}, "test": {}}

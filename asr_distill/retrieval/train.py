@@ -12,7 +12,9 @@ the best weights are evaluated once on the **test** chunks, which chose nothing:
 Checkpoints (trainable weights only: LoRA, heads, logit scale; with the optimizer, scheduler, epoch,
 step and RNG state) go to output_dir: `last.pt` every epoch, `best.pt` on a better validation
 Recall@10, `epoch-N.pt` every `checkpoint_every` epochs, `final.pt` at the end (the best weights).
-`--resume` continues from `last.pt` after any stop, a SIGKILL included.
+`--resume` continues from `last.pt` after any stop, a SIGKILL included, under the config that made it: a
+last.pt made under another seed, model, loss, batch or schedule is refused (exit 2, the settings that differ
+named); how long it trains, where its files are and how it is scored may change (RESUMABLE).
 """
 
 from __future__ import annotations
@@ -94,10 +96,42 @@ def readings(cfg, glossary: Glossary) -> Optional[list[str]]:
         raise ConfigError(f"model.char_input is phonemes: {err}") from None
 
 
+# The settings a run may change when it goes on from last.pt: how long it trains, where its files are, how
+# many processes read and how it is scored. Any other difference is another run.
+RESUMABLE = {"train.epochs", "train.time_limit_s", "train.patience", "train.checkpoint_every", "train.output_dir",
+             "train.eval_batch_size", "train.no_term_threshold", "data.num_workers", "model.audio_model",
+             "model.text_model", "data.train_chunks", "data.valid_chunks", "data.test_chunks", "data.glossary",
+             "data.enrol_chunks"}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(made: dict, now: RetrieverConfig) -> list[str]:
+    """The settings of `now` that differ from those a checkpoint was `made` with, outside RESUMABLE:
+    "train.seed 1 -> 0". A setting one of the two versions of the config does not have is no difference."""
+    before, after = _flat(made), _flat(now.model_dump(mode="json"))
+    return [f"{k} {before[k]!r} -> {after[k]!r}" for k in sorted(set(before) & set(after))
+            if k not in RESUMABLE and before[k] != after[k]]
+
+
 class Trainer:
     def __init__(self, cfg: RetrieverConfig, resume: bool):
         self.cfg = cfg
         self.started = time.time()  # train.time_limit_s counts from here: loading is part of a job's time
+        last = Path(cfg.train.output_dir) / "last.pt"
+        resumed = torch.load(last, map_location="cpu", weights_only=False) if resume and last.exists() else None
+        changes = config_changes(resumed["config"], cfg) if resumed else []
+        if changes:  # before anything is loaded or a process group joined: the same on every rank
+            raise ConfigError(f"{last} was made under another config ({'; '.join(changes)}): --resume it with "
+                              f"that config, or give this one another train.output_dir")
         self.rank, self.world, self.device = _setup_distributed()
         torch.manual_seed(cfg.train.seed)
         random.seed(cfg.train.seed)
@@ -144,8 +178,8 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)
         self.epoch, self.step, self.best, self.bad_epochs, self.skipped_steps = 0, 0, -1.0, 0, 0
-        if resume and (self.out / "last.pt").exists():
-            self._load(self.out / "last.pt")
+        if resumed:
+            self._load(last, resumed)
 
     # -- checkpoints
 
@@ -155,8 +189,7 @@ class Trainer:
                 "best": self.best, "bad_epochs": self.bad_epochs, "skipped_steps": self.skipped_steps,
                 "torch_rng": torch.get_rng_state(), "config": self.cfg.model_dump(mode="json")}
 
-    def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def _load(self, path: Path, state: dict) -> None:
         missing = set(self.model.trainable_state()) - set(state["model"])
         if missing:
             raise ConfigError(f"{path} does not fit this model (missing {sorted(missing)[:3]}...)")
