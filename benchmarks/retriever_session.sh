@@ -36,7 +36,8 @@
 #   the same way; then RU_PLUS="phonemes ..." RU trains those configs on them too, as phonemes-plus, ...)
 # Here, after stage: bash benchmarks/retriever_session.sh stage-context   (each training term chunk said again,
 #   in its voice, among 0-3 everyday words each side drawn afresh, none of the held-out carriers' words:
-#   term_corpus.py --contexts; 9 parts for the six-voice corpus; then RU_CONTEXT="phonemes ..." trains on them)
+#   term_corpus.py --contexts; 9 parts for the six-voice corpus; then RU_CONTEXT="phonemes-attn ..." trains on
+#   train.jsonl's chunks and these)
 # Everything that comes back is under $OUT (retriever.jsonl, metrics, logs).
 set -uo pipefail
 step=$1
@@ -76,7 +77,7 @@ EOF
 # x for plus, c for context, so that both can travel):
 #   plus:    term_corpus.py --extend PLUS_TERMS --train-voices PLUS_VOICES -> shard-1.dat, train-plus.jsonl
 #   context: term_corpus.py --contexts (each training term said again among everyday words) -> shard-2.dat,
-#            train-context.jsonl
+#            train-context.jsonl (train.jsonl's chunks and these)
 more_kind() {  # KIND -> "prefix shard train info args"
   case $1 in
     plus) echo "x shard-1.dat train-plus.jsonl extend.json --extend ${PLUS_TERMS:-6000} --train-voices ${PLUS_VOICES:-3}" ;;
@@ -296,22 +297,12 @@ for name in ('shipped', 'shipped2'):
     done
     # RU_PLUS="phonemes phonemes-nomeaning": those configs also on train-plus.jsonl (stage-plus's parts carried),
     # as runs NAME-plus (2026-12-07's phonemes-plus ran as RU_PLUS=1, which then meant the phonemes config);
-    # RU_CONTEXT="phonemes ...": on train-context.jsonl (stage-context's parts), as runs NAME-context;
-    # RU_BOTH="phonemes ...": on train-both.jsonl, train.jsonl and the term chunks of train-context.jsonl (each
-    # training term in its carrier and in a context), as runs NAME-both
-    for kind in plus context both; do
+    # RU_CONTEXT="phonemes-attn ...": on train-context.jsonl (stage-context's parts: each training term in its
+    # carrier and again in a context; 2026-12-07's runs NAME-both, when that file held the contexts alone), as
+    # runs NAME-context
+    for kind in plus context; do
       var=RU_${kind^^}
-      [ -n "${!var:-}" ] && { install_more ${kind/both/context} || exit 1; }
-      if [ -n "${!var:-}" ] && [ $kind = both ]; then
-        python3 - <<'EOF' || exit 1
-import json
-terms = "/tmp/r/terms/"
-rows = [line for line in open(terms + "train.jsonl").read().splitlines() if line.strip()]
-rows += [line for line in open(terms + "train-context.jsonl").read().splitlines() if line.strip() and json.loads(line)["term"]]
-open(terms + "train-both.jsonl", "w").write("".join(line + "\n" for line in rows))
-print(f"train-both.jsonl: {len(rows)} chunks")
-EOF
-      fi
+      [ -n "${!var:-}" ] && { install_more $kind || exit 1; }
       for name in ${!var:-}; do
         [ -n "${ru[$name]:-}" ] || { echo "$var: no config $name" >&2; exit 2; }
         ru[$name-$kind]="${ru[$name]%\}}, \"data\": {\"train_chunks\": \"/tmp/r/terms/train-$kind.jsonl\"}}"

@@ -4,7 +4,7 @@ carrier phrases, in the layout the trainer reads (`launch/config/retriever.yaml`
   python benchmarks/term_corpus.py --out DIR [--terms 700] [--unseen 100] [--unseen-valid 100]
                                    [--distractors 400] [--no-term-test 100] [--seed 0]
   python benchmarks/term_corpus.py --out DIR --extend N [--train-voices 3]   # N distractors said in training too
-  python benchmarks/term_corpus.py --out DIR --contexts     # the training terms said again in contexts of their own
+  python benchmarks/term_corpus.py --out DIR --contexts     # the training terms said again in contexts of their own too
 
 Terms: English words of 6-12 letters from wordfreq's list (`pip install wordfreq`), ranks 1500-40000
 (`--pool`; glossary-like: real but not everyday), no two that espeak-ng pronounces the same; with
@@ -188,11 +188,12 @@ def in_context(term: str, rng: random.Random, words: list[str], most: int = CONT
 
 
 def contexts(folder: Path, seed: int, workers: int) -> int:
-    """The corpus's training terms said again, each chunk in a context of its own (in_context) in place of
-    the six training carriers, in the same voice: a model that heard a term only after "the" or before
-    "now" may not find it before "please" (issue 42: the test's carriers were its weak point). Writes
-    DIR/shard-2.dat, DIR/train-context.jsonl (these chunks, then train.jsonl's no-term ones, as they were)
-    and DIR/context.json; validation, test and the glossary are unchanged."""
+    """The corpus's training terms said again, each chunk in a context of its own (in_context) beside the
+    six training carriers, in the same voice: a model that heard a term only after "the" or before "now"
+    may not find it before "please" (issue 42: the test's carriers were its weak point; with these too, seen
+    and never-heard terms rose, benchmarks/RESULTS.md 2026-12-07). Writes DIR/shard-2.dat,
+    DIR/train-context.jsonl (train.jsonl's chunks, then these: the training file) and DIR/context.json;
+    validation, test and the glossary are unchanged."""
     _glossary, records = read_corpus(folder)
     voices = {f"train{v}:{voice[0]}": voice for v, voice in enumerate(TRAIN_VOICES)}
     rng, words = random.Random(seed + 3), context_words(everyday_words())
@@ -203,7 +204,7 @@ def contexts(folder: Path, seed: int, workers: int) -> int:
             rows.append({**{k: v for k, v in r.items() if k != "uri"}, "key": f"{r['key']}-ctx", "text": text,
                          "_say": (text, *voices[r["speaker"]])})
     audio = say_into_shard(rows, folder / "shard-2.dat", workers)
-    write_training(folder, "train-context.jsonl", rows + [r for r in records["train"] if not r["term"]])
+    write_training(folder, "train-context.jsonl", records["train"] + rows)
     info = {"term_chunks": len(rows), "context_words": len(words), "most_each_side": CONTEXT_MOST,
             "chunk_s_mean": round(sum(len(a) for a in audio) / 16000 / max(1, len(rows)), 2),
             "audio_s": round(sum(len(a) for a in audio) / 16000, 1), "seed": seed}
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
                     help="--out is a corpus already made: N of its distractors are said in training too (--train-voices)")
     ap.add_argument("--contexts", action="store_true",
                     help="--out is a corpus already made: its training terms said again, each in a context of "
-                         "everyday words of its own (shard-2.dat, train-context.jsonl)")
+                         "everyday words of its own (shard-2.dat; train-context.jsonl: train.jsonl's chunks and these)")
     args = ap.parse_args(argv)
     if args.contexts:
         return contexts(args.out, args.seed, args.workers)

@@ -521,8 +521,9 @@ def test_a_corpus_extended_trains_more_terms_against_the_same_test_and_glossary(
 
 def test_a_corpus_said_again_in_contexts_of_its_own_keeps_its_terms_voices_and_held_out_splits(tmp_path, monkeypatch):
     """benchmarks/term_corpus.py --contexts (issue 42): each training term chunk said again in the same
-    voice among everyday words drawn afresh, none of the validation's or test's carriers; the no-term
-    chunks, validation, test and glossary stay as they were; a context that says a held-out term is refused."""
+    voice among everyday words drawn afresh, none of the validation's or test's carriers, after train.jsonl's
+    chunks as they were; validation, test and glossary stay as they were; a context that says a held-out
+    term is refused."""
     import numpy as np
     from benchmarks import term_corpus
 
@@ -543,12 +544,13 @@ def test_a_corpus_said_again_in_contexts_of_its_own_keeps_its_terms_voices_and_h
     everyday = ["this", "is", "the", "please", "about", "today", "water", "green", "stone", "river", "open", "late"]
     monkeypatch.setattr(term_corpus, "everyday_words", lambda: everyday)  # (wordfreq's first 1500)
     assert term_corpus.main(["--out", str(tmp_path), "--contexts", "--workers", "1"]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "train-context.jsonl").read_text().splitlines()]
-    assert [(r["term"], r["speaker"]) for r in rows] == [("pear", "train0:en-us"), ("plum", "train1:en-gb+m3"),
-                                                         (None, "train1:en-gb+m3")]
+    every = [json.loads(line) for line in (tmp_path / "train-context.jsonl").read_text().splitlines()]
+    assert every[:3] == [json.loads(line) for line in before["train.jsonl"].splitlines()]  # as they were
+    rows = every[3:]
+    assert [(r["key"], r["term"], r["speaker"]) for r in rows] == [("pear-train0:en-us-0-ctx", "pear", "train0:en-us"),
+                                                                   ("plum-train1:en-gb+m3-1-ctx", "plum", "train1:en-gb+m3")]
     assert [v for _text, v in said] == [term_corpus.TRAIN_VOICES[0], term_corpus.TRAIN_VOICES[1]]
-    assert [r["uri"] for r in rows[:2]] == [f"shard-2.dat#offset={i * 1600}&length=1600" for i in range(2)]
-    assert rows[2] == json.loads(before["train.jsonl"].splitlines()[2])  # the no-term chunk, as it was
+    assert [r["uri"] for r in rows] == [f"shard-2.dat#offset={i * 1600}&length=1600" for i in range(2)]
     held = {"this", "is", "the", "please", "about", "today", "here", "once", "more", "look", "at"}
     for r, (text, _v) in zip(rows, said):
         words = r["text"].split()
