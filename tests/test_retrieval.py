@@ -1010,9 +1010,9 @@ def test_the_retriever_learns_and_resumes_after_a_kill(term_corpus, tmp_path, ca
 
 def _finds_terms_where_they_are_spoken(run, glossary, tmp_path, capsys):
     """python -m asr_distill.retrieval.find on a trained run: a checkpoint, a glossary and audio in; each
-    glossary term spoken, at its own time, out. The glossary's embeddings are cached beside the
-    checkpoint (a second run reads them and says the same); a file that cannot be decoded is named with
-    its stage."""
+    glossary term spoken, at its own time, out; nothing where Silero VAD hears no speech (the silences, a
+    file of hum and hiss). The glossary's embeddings are cached beside the checkpoint (a second run reads
+    them and says the same); a file that cannot be decoded is named with its stage."""
     import speechgen
     from asr_distill.retrieval.find import main as find
 
@@ -1025,8 +1025,12 @@ def _finds_terms_where_they_are_spoken(run, glossary, tmp_path, capsys):
     start = {"cathedral": 1.5, "saxophone": 4.5 + len(said["cathedral"]) / 16000}
     end = {t: start[t] + len(said[t]) / 16000 for t in said}
     (tmp_path / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    t = np.arange(16000 * 4) / 16000  # 4 s of mains hum, a tone and hiss: no speech
+    hum = 0.2 * np.sin(2 * np.pi * 50 * t) + 0.1 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    speechgen.write_wav(tmp_path / "hum.wav", (hum * 32767 * 0.5).astype(np.int16), 16000)
     index = tmp_path / "index.jsonl"
-    index.write_text('{"key": "talk", "uri": "talk.wav"}\n{"key": "broken", "uri": "broken.wav"}\n')
+    index.write_text('{"key": "talk", "uri": "talk.wav"}\n{"key": "broken", "uri": "broken.wav"}\n'
+                     '{"key": "hum", "uri": "hum.wav"}\n')
     args = [str(index), f"--checkpoint={run / 'final.pt'}", f"--glossary={glossary}",
             "--window-s=1.2", "--hop-s=0.3"]
     assert find([*args, f"--out={tmp_path / 'hits.jsonl'}"]) == 1  # the broken file: the others are done
@@ -1035,6 +1039,17 @@ def _finds_terms_where_they_are_spoken(run, glossary, tmp_path, capsys):
     hits = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
     print(hits)
     assert {h["key"] for h in hits} == {"talk"} and all(h["uri"].endswith("talk.wav") for h in hits)
+    assert all(any(h["start_s"] < end[t] + 0.5 and start[t] - 0.5 < h["end_s"] for t in said) for h in hits)
+    # only windows that overlap speech are scored: none of the hum's 4 s, and not those in talk.wav's silences
+    import re
+    from asr_distill.retrieval.find import windows
+    in_talk, in_hum = len(windows(len(pcm), 1.2, 0.3)), len(windows(len(hum), 1.2, 0.3))
+    every = in_talk + in_hum
+    scored = re.search(rf"find: 3 files \(1 failed\), (\d+) of {every} windows scored \(the others heard no speech\)"
+                       rf", {len(hits)} hits", err)
+    assert scored and 0 < int(scored[1]) < in_talk, err
+    assert find([*args, "--no-vad", f"--out={tmp_path / 'every.jsonl'}"]) == 1
+    assert f"{every} of {every} windows scored, " in capsys.readouterr().err
     for term in said:
         spans = [h for h in hits if h["term"] == term]
         assert spans, term  # found ...

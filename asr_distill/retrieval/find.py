@@ -1,9 +1,11 @@
 """The trained term retriever as a tool: which glossary terms are spoken where in some audio (issue 43).
 
   python -m asr_distill.retrieval.find --checkpoint RUN/final.pt --glossary GLOSSARY.json \
-      [--out hits.jsonl] [--threshold T] [--top-k 5] [--window-s S] [--hop-s H] AUDIO_OR_INDEX.jsonl ...
+      [--out hits.jsonl] [--threshold T] [--top-k 5] [--window-s S] [--hop-s H] [--no-vad] AUDIO_OR_INDEX.jsonl ...
 
-Each file is decoded to 16 kHz mono and cut into overlapping windows (`--window-s`, every `--hop-s`).
+Each file is decoded to 16 kHz mono, its speech found by Silero VAD (the pipeline's defaults; `--no-vad`:
+the whole file), and cut into overlapping windows (`--window-s`, every `--hop-s`); only windows that
+overlap speech are scored, so silence, music and noise give no hits and cost nothing.
 The retriever was trained on chunks of about a term and its neighbours, so a window is by default as
 long as its training chunks' median (`chunk_s` in the checkpoint; 2 s for a checkpoint without it),
 every quarter of that: a window much longer than a chunk is mostly other words or silence, and scores
@@ -41,6 +43,7 @@ import numpy as np
 import torch
 
 from asr_distill.glossary import Glossary, GlossaryError
+from asr_distill.records import Region
 from asr_distill.retrieval import data as rdata
 from asr_distill.retrieval.config import RetrieverConfig
 from asr_distill.retrieval.evaluate import glossary_embeddings, top_terms
@@ -107,18 +110,14 @@ class TermFinder:
         chosen = chosen_threshold(self.checkpoint, "operating_threshold")
         return self.cfg.train.no_term_threshold if chosen is None else chosen
 
-    def windows(self, n_samples: int) -> list[tuple[int, int]]:
-        """(start, end) samples of each window; the last ends at the audio's end; short audio is one."""
-        size, hop = int(self.window_s * rdata.SAMPLE_RATE), int(self.hop_s * rdata.SAMPLE_RATE)
-        if n_samples <= size:
-            return [(0, n_samples)]
-        starts = list(range(0, n_samples - size, hop)) + [n_samples - size]
-        return [(s, s + size) for s in starts]
+    def windows(self, n_samples: int, speech: Optional[list[Region]] = None) -> list[tuple[int, int]]:
+        return windows(n_samples, self.window_s, self.hop_s, speech)
 
     @torch.no_grad()
-    def find(self, wave: np.ndarray) -> list[Hit]:
-        """The glossary terms spoken in 16 kHz mono `wave`, with their times (seconds from its start)."""
-        spans = [w for w in self.windows(len(wave)) if w[1] - w[0] >= 2 * rdata.HOP * 2]  # a few frames at least
+    def find(self, wave: np.ndarray, speech: Optional[list[Region]] = None) -> list[Hit]:
+        """The glossary terms spoken in 16 kHz mono `wave`, with their times (seconds from its start).
+        `speech`: where a VAD heard speech; a window that overlaps none of it is not scored (None: all are)."""
+        spans = [w for w in self.windows(len(wave), speech) if w[1] - w[0] >= 2 * rdata.HOP * 2]  # a few frames at least
         if not spans:
             return []
         embedded = []
@@ -153,6 +152,21 @@ class TermFinder:
         """The terms to hint to the teacher for one segment: every term found in it, best first, at most
         `top_k`."""
         return best_terms(self.best_scores(wave), top_k)
+
+
+def windows(n_samples: int, window_s: float, hop_s: float, speech: Optional[list[Region]] = None
+            ) -> list[tuple[int, int]]:
+    """(start, end) samples of each window of `window_s` every `hop_s`; the last ends at the audio's end;
+    short audio is one. With `speech` (where a VAD heard it), only the windows that overlap some of it."""
+    size, hop = int(window_s * rdata.SAMPLE_RATE), int(hop_s * rdata.SAMPLE_RATE)
+    if n_samples <= size:
+        spans = [(0, n_samples)]
+    else:
+        spans = [(s, s + size) for s in list(range(0, n_samples - size, hop)) + [n_samples - size]]
+    if speech is None:
+        return spans
+    heard = [(r.start_s * rdata.SAMPLE_RATE, r.end_s * rdata.SAMPLE_RATE) for r in speech]
+    return [(s, e) for s, e in spans if any(a < e and s < b for a, b in heard)]
 
 
 def chosen_threshold(checkpoint: str | Path, name: str) -> Optional[float]:
@@ -215,20 +229,25 @@ def main(argv=None) -> int:
     ap.add_argument("--window-s", type=float, help="window length (default: the training chunks' median)")
     ap.add_argument("--hop-s", type=float, help="window step (default: a quarter of the window)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-vad", action="store_true", help="score every window, speech or not")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from asr_distill.config import VadConfig
     from asr_distill.media import DecodeError, decode_to_mono16k
+    from asr_distill.vad import SileroVad
 
     try:
         finder = TermFinder(args.checkpoint, args.glossary, args.device, args.threshold, args.top_k, args.window_s,
                             args.hop_s)
+        vad = None if args.no_vad else SileroVad(VadConfig())
     except (OSError, GlossaryError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    failed = 0
+    files = failed = windows = scored = hits = 0
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     try:
         for key, uri in _inputs(args.inputs):
+            files += 1
             try:
                 wave = decode_to_mono16k(uri)
             except (DecodeError, OSError) as err:
@@ -236,12 +255,17 @@ def main(argv=None) -> int:
                 print(json.dumps({"key": key, "uri": uri, "stage": "decode", "error_type": type(err).__name__,
                                   "message": str(err)}), file=sys.stderr)
                 continue
-            for hit in finder.find(wave):
+            speech = None if vad is None else vad.speech_regions(wave)
+            windows, scored = windows + len(finder.windows(len(wave))), scored + len(finder.windows(len(wave), speech))
+            for hit in finder.find(wave, speech):
                 out.write(json.dumps({"key": key, "uri": uri, **hit.__dict__}) + "\n")
+                hits += 1
             out.flush()
     finally:
         if out is not sys.stdout:
             out.close()
+    print(f"find: {files} files ({failed} failed), {scored} of {windows} windows scored"
+          f"{'' if vad is None else ' (the others heard no speech)'}, {hits} hits", file=sys.stderr)
     return 1 if failed else 0
 
 
