@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     except (OSError, GlossaryError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    files = failed = windows = scored = hits = 0
+    files = failed = n_windows = n_scored = hits = 0
     out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
     try:
         for key, uri in _inputs(args.inputs):
@@ -256,7 +256,8 @@ def main(argv=None) -> int:
                                   "message": str(err)}), file=sys.stderr)
                 continue
             speech = None if vad is None else vad.speech_regions(wave)
-            windows, scored = windows + len(finder.windows(len(wave))), scored + len(finder.windows(len(wave), speech))
+            n_windows += len(finder.windows(len(wave)))
+            n_scored += len(finder.windows(len(wave), speech))
             for hit in finder.find(wave, speech):
                 out.write(json.dumps({"key": key, "uri": uri, **hit.__dict__}) + "\n")
                 hits += 1
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
-    print(f"find: {files} files ({failed} failed), {scored} of {windows} windows scored"
+    print(f"find: {files} files ({failed} failed), {n_scored} of {n_windows} windows scored"
           f"{'' if vad is None else ' (the others heard no speech)'}, {hits} hits", file=sys.stderr)
     return 1 if failed else 0
 
