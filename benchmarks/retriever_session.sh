@@ -261,10 +261,9 @@ for name in ('shipped', 'shipped2'):
     # issue 42, terms never heard: a term read by the text tower alone (text: the shipped config before
     # 2026-12-06's RU), also by its letters (model.char_layers 4), by its phonemes (the same encoder reading
     # the glossary's eSpeak NG phonemes: the shipped config since), and with its spelling's n-grams; each
-    # chooses on valid.jsonl, test.json scored once. Not in the default set: phonemes-nomeaning (a term keyed by
-    # its phonemes alone, model.term_meaning false), phonemes-drop (model.char_dropout 0.15) and phonemes-attn
-    # (model.pool attention: the frames weighted, not averaged),
-    # phonemes-attn-nomeaning (the two together).
+    # chooses on valid.jsonl, test.json scored once. Also: phonemes-attn (model.pool attention: the frames
+    # weighted, not averaged; in the default set), phonemes-nomeaning (a term keyed by its phonemes alone,
+    # model.term_meaning false), phonemes-attn-nomeaning (the two together), phonemes-drop (model.char_dropout 0.15).
     # One line per config in the issue's form (held-out voices; glossary = every term + the distractors)
     # RU_CONFIGS picks some (default "phonemes phonemes-attn"); a call that runs out of time leaves last.pt, and RU called
     # again on the same machine goes on from there; RU_EPOCHS (40) caps the epochs: on an H100 an epoch of
